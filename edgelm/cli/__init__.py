@@ -1,0 +1,43 @@
+"""The `edgelm` command line: one module per stage, joined here."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from edgelm.cli import data, teacher
+from edgelm.cli.evaluate import eval_command
+from edgelm.cli.output import err
+from edgelm.errors import EdgelmError
+
+app = typer.Typer(
+    name="edgelm",
+    help="Distil multilingual language models into small bilingual students and run them on devices.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(teacher.app, name="teacher")
+app.add_typer(data.app, name="data")
+app.command("eval")(eval_command)
+
+
+@app.command()
+def version() -> None:
+    """Print edgelm's version."""
+    from edgelm import __version__
+
+    print(__version__)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors become one line on stderr and exit status 2, without a traceback."""
+    try:
+        app(args=argv, prog_name="edgelm")
+    except EdgelmError as exc:
+        err.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

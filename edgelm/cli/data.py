@@ -1,0 +1,37 @@
+"""`edgelm data`: what the data folder holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from edgelm.cli.output import emit, out, table
+
+app = typer.Typer(help="Inspect the data sets.", no_args_is_help=True)
+
+
+@app.command()
+def info(
+    data: Annotated[Optional[Path], typer.Option(help="Data folder (default: $EDGELM_DATA, else ../shared/data).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """List the languages and sizes of SIB-200 and Tatoeba in the data folder."""
+    from edgelm.data import data_root, load_sib200, load_tatoeba, sib200_languages, tatoeba_languages
+    from edgelm.data.languages import LANGUAGES
+
+    root = data_root(data)
+    sib = {l: {s: len(load_sib200(root, l, s)) for s in ("train", "dev", "test")} for l in sib200_languages(root)}
+    tat = {l: len(load_tatoeba(root, l)[0]) for l in tatoeba_languages(root)}
+    result = {"data": str(root), "sib200": sib, "tatoeba": tat}
+
+    def render(r: dict) -> None:
+        rows = []
+        for lang in sorted(set(sib) | set(tat)):
+            s = sib.get(lang, {})
+            name = LANGUAGES[lang].name if lang in LANGUAGES else ""
+            rows.append([lang, name, *(s.get(k, "-") for k in ("train", "dev", "test")), tat.get(lang, "-")])
+        out.print(table(f"data in {root}", ["language", "name", "SIB train", "dev", "test", "Tatoeba pairs"], rows))
+
+    emit(result, as_json=as_json, json_out=None, render=render)

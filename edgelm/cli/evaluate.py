@@ -1,0 +1,48 @@
+"""`edgelm eval`: per-language quality of a model on SIB-200 and Tatoeba."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from edgelm.cli.output import emit, out, table
+
+
+def _render(report: dict) -> None:
+    out.print(f"model: {report['model']['name']} ({report['model']['parameters'] / 1e6:.1f} M parameters)")
+    if "sib200" in report:
+        sib = report["sib200"]
+        rows = [[s["language"], s["accuracy"], s["macro_f1"], s["n"]] for s in sib["scores"]]
+        if len(rows) > 1:
+            rows.append(["mean", sum(r[1] for r in rows) / len(rows), sum(r[2] for r in rows) / len(rows), ""])
+        out.print(table(f"SIB-200 test, probe trained on {sib['source']} (C={sib['probe']['C']}, "
+                        f"dev acc {sib['probe']['dev_accuracy']:.3f})", ["language", "accuracy", "macro-F1", "n"], rows))
+    if "tatoeba" in report:
+        rows = [[s["language"], s["to_eng"], s["from_eng"], s["accuracy"], s["n"]] for s in report["tatoeba"]["scores"]]
+        if len(rows) > 1:
+            rows.append(["mean", *(sum(r[i] for r in rows) / len(rows) for i in (1, 2, 3)), ""])
+        out.print(table("Tatoeba retrieval accuracy", ["language", "xx→eng", "eng→xx", "mean", "n"], rows))
+    out.print(f"[dim]{report['elapsed_s']} s, {report['settings']['threads']} threads, data {report['data']}[/dim]")
+
+
+def eval_command(
+    model: Annotated[str, typer.Argument(help="Model: a bundled teacher name (e5-small), a checkpoint folder or a hub id.")],
+    task: Annotated[list[str], typer.Option("--task", "-t", help="sib200 and/or tatoeba (repeatable).")] = ["sib200", "tatoeba"],  # noqa: B006
+    languages: Annotated[Optional[str], typer.Option("--languages", "-l", help="Comma-separated codes (e.g. swh_Latn,hin_Deva); default: all in the data.")] = None,
+    source: Annotated[str, typer.Option(help="Language the SIB-200 probe is trained on.")] = "eng_Latn",
+    data: Annotated[Optional[Path], typer.Option(help="Data folder (default: $EDGELM_DATA, else ../shared/data).")] = None,
+    prefix: Annotated[Optional[str], typer.Option(help="Text prefix, overriding the model's (e5: 'query: ').")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="torch threads.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the probe.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
+    json_out: Annotated[Optional[Path], typer.Option("--out", help="Also write the JSON report to this file.")] = None,
+) -> None:
+    """Score a model per language: SIB-200 zero-shot topic transfer and Tatoeba bitext retrieval."""
+    from edgelm.evaluate import evaluate_model
+
+    langs = [x for x in languages.split(",") if x.strip()] if languages else None
+    report = evaluate_model(model, tasks=list(dict.fromkeys(task)), languages=langs, source=source, data=data,
+                      prefix=prefix, threads=threads, seed=seed)
+    emit(report, as_json=as_json, json_out=json_out, render=_render)

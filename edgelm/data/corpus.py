@@ -1,0 +1,69 @@
+"""Plain-text corpora as unlabeled text: one sentence a line, `.txt` or `.txt.gz`, a file or a folder.
+
+Lines that are not valid UTF-8 are skipped and counted, never a crash: real web text has them.
+"""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgelm.errors import EdgelmError
+
+SUFFIXES = (".txt", ".txt.gz")
+
+
+@dataclass
+class Corpus:
+    """Sentences read from one or more files, with what was skipped on the way."""
+
+    lines: list[str] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    skipped_non_utf8: int = 0
+    skipped_empty: int = 0
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+
+def corpus_files(path: Path) -> list[Path]:
+    """The corpus files at `path`: the file itself, or the `.txt`/`.txt.gz` files under a folder."""
+    if path.is_file():
+        if not path.name.endswith(SUFFIXES):
+            raise EdgelmError(f"{path}: corpus files must end in .txt or .txt.gz")
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(SUFFIXES))
+        if not files:
+            raise EdgelmError(f"corpus folder {path} holds no .txt or .txt.gz files")
+        return files
+    raise EdgelmError(f"corpus path {path} does not exist")
+
+
+def read_corpus(path: str | Path, *, max_lines: int | None = None) -> Corpus:
+    """Read every non-empty line under `path`; raise if nothing usable is there."""
+    path = Path(path)
+    corpus = Corpus(files=corpus_files(path))
+    for file in corpus.files:
+        opener = gzip.open if file.name.endswith(".gz") else open
+        try:
+            with opener(file, "rb") as fh:
+                for raw in fh:
+                    try:
+                        line = raw.decode("utf-8").strip()
+                    except UnicodeDecodeError:
+                        corpus.skipped_non_utf8 += 1
+                        continue
+                    if not line:
+                        corpus.skipped_empty += 1
+                        continue
+                    corpus.lines.append(line)
+                    if max_lines is not None and len(corpus.lines) >= max_lines:
+                        return corpus
+        except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+            raise EdgelmError(f"cannot read corpus file {file}: {exc}") from None
+    if not corpus.lines:
+        extra = f" ({corpus.skipped_non_utf8} lines were not UTF-8)" if corpus.skipped_non_utf8 else ""
+        raise EdgelmError(f"corpus {path} is empty{extra}")
+    return corpus

@@ -1,0 +1,137 @@
+"""Load any edgelm-compatible checkpoint and turn text into sentence embeddings.
+
+One loader for every model: the bundled teacher, a local transformers folder, a hub checkpoint, a
+distilled student. Weights load from safetensors only and no code from the folder ever runs. The
+embedding recipe (pooling, normalization, prefix) comes from the folder's `config.json` `edgelm`
+block, so a model says how it wants to be used.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgelm.errors import EdgelmError
+from edgelm.progress import progress_bar
+from edgelm.teacher.registry import resolve_model
+
+_POOLER_MODELS = {"bert", "roberta", "xlm-roberta", "camembert"}
+_TOKENIZER_SOURCES = ("tokenizer.json", "sentencepiece.bpe.model", "spiece.model", "vocab.txt")
+
+
+@dataclass(frozen=True)
+class EmbeddingRecipe:
+    """How token states become one sentence vector."""
+
+    pooling: str = "mean"  # mean over the attention mask, or "cls"
+    normalize: bool = True  # L2-normalise the pooled vector
+    prefix: str = ""  # prepended to every text (e5: "query: ")
+
+    @classmethod
+    def from_config(cls, config, name: str) -> EmbeddingRecipe:
+        meta = getattr(config, "edgelm", None) or {}
+        prefixes = meta.get("prefixes", {})
+        prefix = prefixes.get(meta.get("default_prefix", ""), "")
+        if not meta and "e5" in name.lower():
+            prefix = "query: "  # e5 models need it (model card), even when not converted by edgelm
+        return cls(meta.get("pooling", "mean"), bool(meta.get("normalize", True)), prefix)
+
+
+def check_checkpoint(path: Path) -> None:
+    """Raise a one-line error unless `path` holds a config, safetensors weights and a tokenizer."""
+    if not (path / "config.json").is_file():
+        raise EdgelmError(f"{path} is not a model checkpoint: it has no config.json")
+    if not any(path.glob("*.safetensors")) and not (path / "model.safetensors.index.json").is_file():
+        pickled = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt*")]
+        hint = f" (it has {', '.join(pickled)}: pickle files are never loaded)" if pickled else ""
+        raise EdgelmError(f"{path} has no safetensors weights{hint}")
+    if not any((path / name).is_file() for name in _TOKENIZER_SOURCES):
+        raise EdgelmError(f"{path} has no tokenizer (tokenizer.json)")
+
+
+def load_tokenizer(path: Path):
+    """The folder's fast tokenizer, loaded offline-safe."""
+    from transformers import AutoTokenizer
+
+    # fix_mistral_regex=False silences a spurious transformers 4.57 warning for local folders.
+    return AutoTokenizer.from_pretrained(path, use_fast=True, fix_mistral_regex=False)
+
+
+def load_model(path: Path, model_class=None, **kwargs):
+    """Load weights from safetensors (never pickle, never remote code), in eval mode."""
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.from_pretrained(path)
+    model_class = model_class or AutoModel
+    if model_class is AutoModel and config.model_type in _POOLER_MODELS:
+        kwargs.setdefault("add_pooling_layer", False)  # e5 has no pooler; mean pooling never uses it
+    try:
+        model = model_class.from_pretrained(path, use_safetensors=True, trust_remote_code=False, **kwargs)
+    except OSError as exc:
+        raise EdgelmError(f"cannot load weights from {path}: {str(exc).splitlines()[0]}") from None
+    return model.eval()
+
+
+class Encoder:
+    """A transformers encoder with its tokenizer and embedding recipe."""
+
+    def __init__(self, model, tokenizer, recipe: EmbeddingRecipe, path: Path, max_length: int = 512):
+        self.model, self.tokenizer, self.recipe, self.path = model, tokenizer, recipe, path
+        self.max_length = max_length
+
+    @classmethod
+    def load(cls, name_or_path: str | os.PathLike[str], *, prefix: str | None = None,
+             max_length: int = 512) -> Encoder:
+        """Load a bundled teacher name, a folder or a hub id; `prefix` overrides the recipe's."""
+        path = resolve_model(name_or_path)
+        check_checkpoint(path)
+        model = load_model(path)
+        tokenizer = load_tokenizer(path)
+        recipe = EmbeddingRecipe.from_config(model.config, str(name_or_path))
+        if prefix is not None:
+            recipe = EmbeddingRecipe(recipe.pooling, recipe.normalize, prefix)
+        limit = min(max_length, getattr(model.config, "max_position_embeddings", max_length))
+        return cls(model, tokenizer, recipe, path, max_length=limit)
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def tokenize(self, texts: list[str]):
+        """Token ids and mask for `texts` with the recipe's prefix, padded to the longest."""
+        return self.tokenizer(
+            [self.recipe.prefix + t for t in texts], padding=True, truncation=True,
+            max_length=self.max_length, return_tensors="pt",
+        )
+
+    def pool(self, hidden, mask):
+        """Sentence vectors from token states (torch tensors), as the recipe says."""
+        import torch
+
+        if self.recipe.pooling == "cls":
+            vec = hidden[:, 0]
+        else:
+            m = mask.unsqueeze(-1).to(hidden.dtype)
+            vec = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(vec, dim=-1) if self.recipe.normalize else vec
+
+    def embed(self, texts: list[str], *, batch_size: int = 64, progress: str | None = None) -> np.ndarray:
+        """Embed `texts` (float32, one row each). Batches are built from length-sorted texts."""
+        import torch
+
+        if not texts:
+            return np.zeros((0, self.model.config.hidden_size), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.zeros((len(texts), self.model.config.hidden_size), dtype=np.float32)
+        with torch.inference_mode(), progress_bar(progress or "embedding", len(texts), "sent",
+                                                  enabled=None if progress else False) as advance:
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                batch = self.tokenize([texts[i] for i in idx])
+                hidden = self.model(**batch).last_hidden_state
+                out[idx] = self.pool(hidden, batch["attention_mask"]).float().numpy()
+                advance(len(idx))
+        return out
