@@ -35,3 +35,18 @@ def info(
         out.print(table(f"data in {root}", ["language", "name", "SIB train", "dev", "test", "Tatoeba pairs"], rows))
 
     emit(result, as_json=as_json, json_out=None, render=render)
+
+
+@app.command()
+def corpus(
+    path: Annotated[Path, typer.Argument(help="A .txt / .txt.gz file or a folder of them (one sentence a line).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Read a plain-text corpus the way distillation will, and report what it holds."""
+    from edgelm.data import read_corpus
+
+    c = read_corpus(path)
+    result = {"path": str(path), "files": len(c.files), "lines": len(c), "skipped_non_utf8": c.skipped_non_utf8,
+              "skipped_empty": c.skipped_empty, "characters": sum(len(x) for x in c.lines)}
+    emit(result, as_json=as_json, json_out=None,
+         render=lambda r: out.print(table(f"corpus {path}", ["what", "value"], [[k, v] for k, v in r.items() if k != "path"])))

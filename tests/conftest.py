@@ -1,0 +1,66 @@
+"""Shared fixtures: the real teacher (converted once per session into a private cache), the real
+data, and a way to run the CLI in-process and read what a user would see."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["EDGELM_PROGRESS"] = "0"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Every test run converts its own teacher: nothing leaks in from a developer's cache."""
+    os.environ["EDGELM_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    from edgelm.data import data_root
+
+    return data_root()
+
+
+@pytest.fixture(scope="session")
+def teacher_dir(_private_cache) -> Path:
+    from edgelm.teacher.registry import pull_teacher
+
+    return pull_teacher("e5-small")
+
+
+@pytest.fixture(scope="session")
+def teacher(teacher_dir):
+    from edgelm.encoder import Encoder
+
+    return Encoder.load(teacher_dir)
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run `edgelm ARGS` in-process; return exit code, stdout and stderr."""
+    from edgelm.cli import main
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
