@@ -63,7 +63,9 @@ def load_tokenizer(path: Path):
 def load_model(path: Path, model_class=None, **kwargs):
     """Load weights from safetensors (never pickle, never remote code), in eval mode."""
     from transformers import AutoConfig, AutoModel
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.set_verbosity_error()  # "newly initialized" heads are expected here, not news
     config = AutoConfig.from_pretrained(path)
     model_class = model_class or AutoModel
     if model_class is AutoModel and config.model_type in _POOLER_MODELS:

@@ -7,6 +7,7 @@ import sys
 import typer
 
 from edgelm.cli import data, teacher
+from edgelm.cli.distill import distill_command
 from edgelm.cli.evaluate import eval_command
 from edgelm.cli.output import err
 from edgelm.errors import EdgelmError
@@ -20,6 +21,7 @@ app = typer.Typer(
 )
 app.add_typer(teacher.app, name="teacher")
 app.add_typer(data.app, name="data")
+app.command("distill")(distill_command)
 app.command("eval")(eval_command)
 
 

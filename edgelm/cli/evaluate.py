@@ -17,8 +17,9 @@ def _render(report: dict) -> None:
         rows = [[s["language"], s["accuracy"], s["macro_f1"], s["n"]] for s in sib["scores"]]
         if len(rows) > 1:
             rows.append(["mean", sum(r[1] for r in rows) / len(rows), sum(r[2] for r in rows) / len(rows), ""])
-        out.print(table(f"SIB-200 test, probe trained on {sib['source']} (C={sib['probe']['C']}, "
-                        f"dev acc {sib['probe']['dev_accuracy']:.3f})", ["language", "accuracy", "macro-F1", "n"], rows))
+        title = (f"SIB-200 test, probe trained on {sib['source']} (C={sib['probe']['C']}, dev acc "
+                 f"{sib['probe']['dev_accuracy']:.3f})" if sib["source"] else "SIB-200 test, the model's own head")
+        out.print(table(title, ["language", "accuracy", "macro-F1", "n"], rows))
     if "tatoeba" in report:
         rows = [[s["language"], s["to_eng"], s["from_eng"], s["accuracy"], s["n"]] for s in report["tatoeba"]["scores"]]
         if len(rows) > 1:
@@ -36,6 +37,7 @@ def eval_command(
     prefix: Annotated[Optional[str], typer.Option(help="Text prefix, overriding the model's (e5: 'query: ').")] = None,
     threads: Annotated[Optional[int], typer.Option(help="torch threads.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the probe.")] = 0,
+    probe: Annotated[bool, typer.Option(help="Use the embedding probe even for a SIB-200 classifier.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
     json_out: Annotated[Optional[Path], typer.Option("--out", help="Also write the JSON report to this file.")] = None,
 ) -> None:
@@ -44,5 +46,5 @@ def eval_command(
 
     langs = [x for x in languages.split(",") if x.strip()] if languages else None
     report = evaluate_model(model, tasks=list(dict.fromkeys(task)), languages=langs, source=source, data=data,
-                      prefix=prefix, threads=threads, seed=seed)
+                      prefix=prefix, threads=threads, seed=seed, probe=probe)
     emit(report, as_json=as_json, json_out=json_out, render=_render)

@@ -8,7 +8,7 @@ from pathlib import Path
 from edgelm.data.locate import data_root
 from edgelm.data.sib200 import sib200_languages
 from edgelm.data.tatoeba import tatoeba_languages
-from edgelm.evaluate.sib200 import evaluate_sib200
+from edgelm.evaluate.sib200 import evaluate_sib200, evaluate_sib200_head, head_labels
 from edgelm.evaluate.tatoeba import evaluate_tatoeba
 from edgelm.errors import EdgelmError
 
@@ -17,10 +17,11 @@ TASKS = ("sib200", "tatoeba")
 
 def evaluate_model(model: str, *, tasks: list[str], languages: list[str] | None = None,
              source: str = "eng_Latn", data: str | Path | None = None, prefix: str | None = None,
-             threads: int | None = None, seed: int = 0) -> dict:
+             threads: int | None = None, seed: int = 0, probe: bool = False) -> dict:
     """Run the given tasks on `model`; return the scores with the model, data and settings used.
 
-    `languages=None` means every language the data folder has for that task.
+    `languages=None` means every language the data folder has for that task. A sequence classifier
+    trained on SIB-200's labels is scored by its own head unless `probe` asks for the embedding probe.
     """
     from edgelm import __version__
     from edgelm.encoder import Encoder
@@ -71,7 +72,10 @@ def evaluate_model(model: str, *, tasks: list[str], languages: list[str] | None 
         "settings": {"tasks": list(tasks), "source": source, "seed": seed, "threads": torch.get_num_threads()},
     }
     if sib_langs is not None:
-        report["sib200"] = evaluate_sib200(encoder, root, sib_langs, source=source, seed=seed)
+        if head_labels(encoder.path) is not None and not probe:
+            report["sib200"] = evaluate_sib200_head(encoder.path, encoder, root, sib_langs)
+        else:
+            report["sib200"] = evaluate_sib200(encoder, root, sib_langs, source=source, seed=seed)
     if tat_langs:
         report["tatoeba"] = evaluate_tatoeba(encoder, root, tat_langs)
     report["elapsed_s"] = round(time.perf_counter() - started, 2)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edgelm.data.sib200 import load_sib200, resolve_sib200_language, sib200_labels
+from edgelm.errors import EdgelmError
 
 C_GRID = (0.1, 1.0, 10.0, 100.0)
 
@@ -77,3 +78,37 @@ def evaluate_sib200(encoder, root: Path, languages: list[str], *, source: str = 
         "labels": labels,
         "scores": [asdict(s) for s in scores],
     }
+
+
+def head_labels(path: Path) -> list[str] | None:
+    """The label names of a sequence-classifier checkpoint, or None for a plain encoder."""
+    import json
+
+    config = json.loads((Path(path) / "config.json").read_text())
+    if not any(a.endswith("ForSequenceClassification") for a in config.get("architectures") or []):
+        return None
+    id2label = config.get("id2label") or {}
+    return [id2label[str(i)] for i in range(len(id2label))]
+
+
+def evaluate_sib200_head(model_path: Path, encoder, root: Path, languages: list[str]) -> dict:
+    """Accuracy of a task-tuned classifier's own predictions (zero-shot in every language but its source)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    labels = sib200_labels(root)
+    if head_labels(model_path) != labels:
+        raise EdgelmError(f"{model_path} classifies into {head_labels(model_path)}, not SIB-200's labels")
+    model = AutoModelForSequenceClassification.from_pretrained(model_path, use_safetensors=True).eval()
+    index = {name: i for i, name in enumerate(labels)}
+    scores = []
+    for lang in languages:
+        rows = load_sib200(root, lang, "test")
+        preds = []
+        with torch.inference_mode():
+            for i in range(0, len(rows), 64):
+                batch = encoder.tokenize([r.text for r in rows[i : i + 64]])
+                preds.append(model(**batch).logits.argmax(-1).numpy())
+        pred, y = np.concatenate(preds), np.array([index[r.label] for r in rows])
+        scores.append(SibScore(lang, float(np.mean(pred == y)), macro_f1(y, pred, len(labels)), len(y)))
+    return {"source": None, "probe": {"kind": "model_head"}, "labels": labels, "scores": [asdict(s) for s in scores]}

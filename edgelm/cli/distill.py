@@ -1,0 +1,98 @@
+"""`edgelm distill`: BiStil bilingual distillation from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from edgelm.cli.output import emit, err, out, table
+from edgelm.errors import EdgelmError
+
+
+def _parse_corpora(items: list[str]) -> dict[str, list[Path]]:
+    corpora: dict[str, list[Path]] = {}
+    for item in items:
+        if "=" not in item:
+            raise EdgelmError(f"--corpus takes LANG=PATH, got {item!r}")
+        lang, path = item.split("=", 1)
+        corpora.setdefault(lang.strip(), []).append(Path(path))
+    return corpora
+
+
+def distill_command(
+    out_dir: Annotated[Path, typer.Option("--out", help="Run folder (students, checkpoints, logs).")],
+    teacher: Annotated[str, typer.Option(help="Teacher: bundled name, checkpoint folder or hub id.")] = "e5-small",
+    source: Annotated[str, typer.Option(help="Source language (task data).")] = "eng_Latn",
+    target: Annotated[str, typer.Option(help="Target language (where the model runs).")] = "swh_Latn",
+    phase: Annotated[str, typer.Option(help="general | task | both.")] = "both",
+    layers: Annotated[int, typer.Option(help="Student layers.")] = 4,
+    layer_selection: Annotated[str, typer.Option(help="Teacher layers to copy: top-of-block (BiStil), bottom, or a list 0,1,2,3.")] = "top-of-block",
+    corpus: Annotated[list[str], typer.Option(help="Extra unlabeled text, LANG=PATH (.txt/.txt.gz file or folder); repeatable.")] = [],  # noqa: B006
+    no_bundled: Annotated[bool, typer.Option("--no-bundled", help="Do not use SIB-200 train/dev text as corpus.")] = False,
+    steps: Annotated[int, typer.Option(help="Phase-1 optimizer steps.")] = 2000,
+    batch_size: Annotated[int, typer.Option(help="Sentences per batch.")] = 16,
+    lr: Annotated[float, typer.Option(help="Phase-1 peak learning rate.")] = 1e-4,
+    vocab_threshold: Annotated[float, typer.Option(help="Relative frequency a piece needs in one language.")] = 1e-6,
+    alpha_hidden: Annotated[float, typer.Option(help="Weight of the hidden-state MSE.")] = 1.0,
+    alpha_attn: Annotated[float, typer.Option(help="Weight of the attention MSE.")] = 1.0,
+    alpha_embed: Annotated[float, typer.Option(help="Weight of the sentence-embedding cosine loss.")] = 1.0,
+    density: Annotated[float, typer.Option(help="LT-SFT: fraction of body parameters fine-tuned.")] = 0.08,
+    full_epochs: Annotated[int, typer.Option(help="LT-SFT full-training epochs.")] = 4,
+    sparse_epochs: Annotated[int, typer.Option(help="LT-SFT sparse-training epochs.")] = 6,
+    alpha_gold: Annotated[float, typer.Option(help="Weight of the gold-label loss in phase 2.")] = 0.0,
+    task_teacher: Annotated[Optional[str], typer.Option(help="An already task-tuned teacher checkpoint.")] = None,
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 100,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    threads: Annotated[Optional[int], typer.Option(help="torch threads.")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Data folder.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace whatever --out holds.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
+) -> None:
+    """Distil a bilingual student from a multilingual teacher (BiStil: trim, drop layers, distil)."""
+    from edgelm.data.locate import data_root
+    from edgelm.data.sib200 import sib200_languages
+    from edgelm.data.languages import normalize_language
+    from edgelm.distill.config import DistillConfig
+
+    try:
+        root = data_root(data)
+    except EdgelmError:
+        if data is not None or no_bundled is False and not corpus:
+            raise
+        root = None
+    have = sib200_languages(root) if root else []
+    src, tgt = normalize_language(source, have), normalize_language(target, have)
+    corpora = {normalize_language(k, have): v for k, v in _parse_corpora(corpus).items()}
+    cfg = DistillConfig(teacher=teacher, source=src, target=tgt, phase=phase, layers=layers,
+                        layer_selection=layer_selection, steps=steps, batch_size=batch_size, lr=lr,
+                        vocab_threshold=vocab_threshold, alpha_hidden=alpha_hidden, alpha_attn=alpha_attn,
+                        alpha_embed=alpha_embed, density=density, full_epochs=full_epochs,
+                        sparse_epochs=sparse_epochs, alpha_gold=alpha_gold, task_teacher=task_teacher,
+                        checkpoint_every=checkpoint_every, seed=seed)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    from edgelm.distill.run import distill
+
+    summary = distill(cfg, out_dir, data_root=root, corpora_paths=corpora, resume=resume, overwrite=overwrite,
+                      use_bundled=not no_bundled)
+
+    def render(s: dict) -> None:
+        v, p = s["vocabulary"], s["parameters"]
+        rows = [["vocabulary", v["vocab_before"], v["vocab_after"]],
+                ["parameters", p["teacher"], p["student"]]]
+        out.print(table(f"{cfg.source} + {cfg.target} student in {out_dir}", ["", "teacher", "student"], rows))
+        for ph in ("general", "task"):
+            if ph in s:
+                out.print(f"{ph}: {json_line(s[ph])}")
+        err.print(f"done in {s['wall_seconds']} s")
+
+    emit(summary, as_json=as_json, json_out=None, render=render)
+
+
+def json_line(d: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in d.items() if not isinstance(v, (dict, list)))

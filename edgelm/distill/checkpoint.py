@@ -1,0 +1,52 @@
+"""Training checkpoints: model + optimizer in safetensors, step and config in JSON, written atomically.
+
+Nothing is pickled: AdamW's state is flattened into named tensors and its param groups into JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from edgelm.atomic import atomic_dir
+
+
+def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Replace `folder` with a checkpoint of `model`, `optimizer` and `state` (JSON-able)."""
+    opt = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for pid, st in opt["state"].items():
+        for key, value in st.items():
+            if torch.is_tensor(value):
+                tensors[f"{pid}.{key}"] = value.detach().reshape(-1).contiguous() if value.dim() == 0 else value.contiguous()
+                if value.dim() == 0:
+                    scalars[f"{pid}.{key}"] = True
+            else:
+                scalars[f"{pid}.{key}"] = value
+    with atomic_dir(folder, replace=True) as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
+        save_file(tensors, tmp / "optimizer.safetensors")
+        (tmp / "state.json").write_text(json.dumps(
+            {"state": state, "optimizer": {"param_groups": opt["param_groups"], "scalars": scalars}}, indent=1))
+
+
+def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """Restore `model` and `optimizer` in place from `folder`; return the saved state dict."""
+    meta = json.loads((folder / "state.json").read_text())
+    model.load_state_dict(load_file(folder / "model.safetensors"))
+    tensors = load_file(folder / "optimizer.safetensors")
+    state: dict = {}
+    for key, value in tensors.items():
+        pid, name = key.split(".", 1)
+        if meta["optimizer"]["scalars"].get(key) is True:
+            value = value.reshape(())
+        state.setdefault(int(pid), {})[name] = value
+    for key, value in meta["optimizer"]["scalars"].items():
+        if value is not True:
+            pid, name = key.split(".", 1)
+            state.setdefault(int(pid), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer"]["param_groups"]})
+    return meta["state"]

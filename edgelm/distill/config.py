@@ -1,0 +1,89 @@
+"""The distillation run's settings: one frozen dataclass, validated before any model loads."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from edgelm.errors import EdgelmError
+
+PHASES = ("general", "task", "both")
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    teacher: str = "e5-small"  # bundled teacher name, checkpoint folder or hub id
+    source: str = "eng_Latn"  # language with task data
+    target: str = "swh_Latn"  # language the student will run in
+    phase: str = "both"  # general | task | both
+    # vocabulary
+    vocab_threshold: float = 1e-6  # keep a piece whose relative frequency in some language reaches this
+    vocab_min_count: int = 1  # ... and that occurs at least this often there
+    # student
+    layers: int = 4  # student depth (same width as the teacher)
+    layer_selection: str = "top-of-block"  # teacher layers copied: top-of-block (BiStil) | bottom | "0,1,2,3"
+    # phase 1: general bilingual distillation
+    steps: int = 2000  # optimizer steps, alternating source and target batches
+    batch_size: int = 16  # sentences per (monolingual) batch
+    max_length: int = 128  # tokens per sentence, special tokens included
+    lr: float = 1e-4  # AdamW peak learning rate
+    warmup: float = 0.05  # fraction of steps with linear warm-up, then linear decay to 0
+    weight_decay: float = 0.0
+    alpha_hidden: float = 1.0  # hidden-state MSE over the layer map
+    alpha_attn: float = 1.0  # attention-probability MSE over the layer map
+    alpha_embed: float = 1.0  # 1 - cosine of the mean-pooled sentence embedding
+    checkpoint_every: int = 100  # steps between checkpoints (a kill loses at most this many)
+    log_every: int = 10
+    # phase 2: task distillation with lottery-ticket sparse fine-tuning
+    task: str = "sib200"
+    teacher_epochs: int = 4  # fine-tuning epochs of the task teacher (when none is given)
+    teacher_lr: float = 5e-5
+    task_teacher: str | None = None  # an already task-tuned teacher checkpoint
+    full_epochs: int = 4  # LT-SFT phase A: all parameters
+    sparse_epochs: int = 6  # LT-SFT phase B: only the selected ones
+    task_lr: float = 1e-4
+    task_batch_size: int = 16
+    density: float = 0.08  # fraction of body parameters kept by LT-SFT (BiStil: 0.08)
+    nnz: int | None = None  # ... or an exact count, overriding density
+    temperature: float = 2.0
+    alpha_kd: float = 1.0
+    alpha_gold: float = 0.0  # gold-label cross-entropy (BiStil: 0)
+    alpha_task_hidden: float = 1.0
+    alpha_task_attn: float = 1.0
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.phase not in PHASES:
+            raise EdgelmError(f"--phase must be one of {', '.join(PHASES)}, not {self.phase!r}")
+        if self.source == self.target:
+            raise EdgelmError(f"source and target are both {self.source}: a bilingual student needs two languages")
+        for name in ("steps", "batch_size", "max_length", "checkpoint_every", "layers", "task_batch_size"):
+            if getattr(self, name) < 1:
+                raise EdgelmError(f"--{name.replace('_', '-')} must be at least 1")
+        if not 0 < self.density <= 1:
+            raise EdgelmError(f"--density must be in (0, 1], not {self.density}")
+        if not 0 <= self.warmup < 1:
+            raise EdgelmError("--warmup is a fraction of the steps, in [0, 1)")
+        if self.max_length > 512:
+            raise EdgelmError("--max-length cannot exceed the teacher's 512 positions")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    # Settings that change the phase-1 result: resuming must agree on all of them.
+    def identity(self) -> dict:
+        d = self.to_dict()
+        return {k: d[k] for k in _GENERAL_FIELDS}
+
+    # Settings that change the phase-2 result (on top of the phase-1 student).
+    def task_identity(self) -> dict:
+        d = self.to_dict()
+        return {k: d[k] for k in _TASK_FIELDS}
+
+
+_GENERAL_FIELDS = ("teacher", "source", "target", "vocab_threshold", "vocab_min_count", "layers", "layer_selection",
+                   "steps", "batch_size", "max_length", "lr", "warmup", "weight_decay", "alpha_hidden", "alpha_attn",
+                   "alpha_embed", "seed")
+_TASK_FIELDS = ("task", "teacher_epochs", "teacher_lr", "task_teacher", "full_epochs", "sparse_epochs", "task_lr",
+                "task_batch_size", "density", "nnz", "temperature", "alpha_kd", "alpha_gold", "alpha_task_hidden",
+                "alpha_task_attn", "seed")

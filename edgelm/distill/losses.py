@@ -1,0 +1,49 @@
+"""Distillation losses (TinyBERT-style, as BiStil uses them), over a student -> teacher layer map.
+
+`hidden_states` include index 0, the embedding output; student layer i is matched to teacher layer
+`layer_map[i]`. Padding never counts: hidden states are compared on real tokens only, attention
+rows of real query tokens on the keys the teacher attends to (masked keys have probability 0).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def hidden_mse(s_hidden, t_hidden, layer_map: list[int], mask: torch.Tensor) -> torch.Tensor:
+    """Mean over aligned layers (embeddings included) of the MSE between token states."""
+    pairs = [(0, 0)] + [(i + 1, j + 1) for i, j in enumerate(layer_map)]
+    m = mask.unsqueeze(-1).to(s_hidden[0].dtype)
+    denom = m.sum() * s_hidden[0].shape[-1]
+    losses = [(((s_hidden[i] - t_hidden[j]) ** 2) * m).sum() / denom for i, j in pairs]
+    return torch.stack(losses).mean()
+
+
+def attention_mse(s_att, t_att, layer_map: list[int], mask: torch.Tensor) -> torch.Tensor:
+    """Mean over student layers of the MSE between attention probabilities (all heads)."""
+    if s_att is None or t_att is None or len(s_att) == 0 or len(t_att) == 0:
+        raise ValueError("attention loss needs attention probabilities from both models (eager attention)")
+    # valid[b, 1, q, k]: real query row and a key the teacher can attend to
+    valid = mask[:, None, :, None].bool() & mask[:, None, None, :].bool()
+    losses = []
+    for i, j in enumerate(layer_map):
+        v = valid.expand_as(s_att[i])
+        losses.append(((s_att[i] - t_att[j]) ** 2)[v].mean())
+    return torch.stack(losses).mean()
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+
+
+def embedding_cosine(s_last: torch.Tensor, t_last: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """1 - cosine between mean-pooled sentence embeddings: the teacher is an embedding model."""
+    return (1 - F.cosine_similarity(mean_pool(s_last, mask), mean_pool(t_last, mask), dim=-1)).mean()
+
+
+def logit_kd(s_logits: torch.Tensor, t_logits: torch.Tensor, temperature: float = 2.0) -> torch.Tensor:
+    """Soft cross-entropy to the teacher's tempered distribution (BiStil: T=2, no T^2 scaling)."""
+    t = F.softmax(t_logits / temperature, dim=-1)
+    return -(t * F.log_softmax(s_logits / temperature, dim=-1)).sum(-1).mean()
