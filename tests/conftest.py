@@ -64,3 +64,25 @@ def cli(capsys):
         return CliResult(code, captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(teacher_dir, tmp_path_factory) -> Path:
+    """A 4-layer, 32-wide random BERT with the real teacher's tokenizer and recipe: the shape of
+    the teacher at a fraction of the cost, for tests of the training machinery."""
+    import shutil
+
+    import torch
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny-teacher")
+    real = BertConfig.from_pretrained(teacher_dir)
+    config = BertConfig(vocab_size=real.vocab_size, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512, pad_token_id=1, bos_token_id=0,
+                        eos_token_id=2)
+    config.edgelm = real.edgelm
+    torch.manual_seed(0)
+    BertModel(config, add_pooling_layer=False).save_pretrained(folder, safe_serialization=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(teacher_dir / name, folder / name)
+    return folder

@@ -38,10 +38,13 @@ def distill_command(
     alpha_hidden: Annotated[float, typer.Option(help="Weight of the hidden-state MSE.")] = 1.0,
     alpha_attn: Annotated[float, typer.Option(help="Weight of the attention MSE.")] = 1.0,
     alpha_embed: Annotated[float, typer.Option(help="Weight of the sentence-embedding cosine loss.")] = 1.0,
+    alpha_parallel: Annotated[float, typer.Option(help="Weight of the parallel-sentence loss (target sentence -> teacher's embedding of its source translation).")] = 1.0,
+    alpha_contrastive: Annotated[float, typer.Option(help="Weight of the contrastive loss against the teacher's source-sentence embeddings (experimental).")] = 0.0,
     density: Annotated[float, typer.Option(help="LT-SFT: fraction of body parameters fine-tuned.")] = 0.08,
     full_epochs: Annotated[int, typer.Option(help="LT-SFT full-training epochs.")] = 4,
     sparse_epochs: Annotated[int, typer.Option(help="LT-SFT sparse-training epochs.")] = 6,
     alpha_gold: Annotated[float, typer.Option(help="Weight of the gold-label loss in phase 2.")] = 0.0,
+    teacher_epochs: Annotated[int, typer.Option(help="Fine-tuning epochs of the task teacher.")] = 4,
     task_teacher: Annotated[Optional[str], typer.Option(help="An already task-tuned teacher checkpoint.")] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 100,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
@@ -69,8 +72,9 @@ def distill_command(
     cfg = DistillConfig(teacher=teacher, source=src, target=tgt, phase=phase, layers=layers,
                         layer_selection=layer_selection, steps=steps, batch_size=batch_size, lr=lr,
                         vocab_threshold=vocab_threshold, alpha_hidden=alpha_hidden, alpha_attn=alpha_attn,
-                        alpha_embed=alpha_embed, density=density, full_epochs=full_epochs,
+                        alpha_embed=alpha_embed, alpha_parallel=alpha_parallel, alpha_contrastive=alpha_contrastive, density=density, full_epochs=full_epochs,
                         sparse_epochs=sparse_epochs, alpha_gold=alpha_gold, task_teacher=task_teacher,
+                        teacher_epochs=teacher_epochs, task_batch_size=batch_size,
                         checkpoint_every=checkpoint_every, seed=seed)
     if threads:
         import torch

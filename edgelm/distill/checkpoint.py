@@ -5,6 +5,7 @@ Nothing is pickled: AdamW's state is flattened into named tensors and its param 
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
@@ -26,11 +27,16 @@ def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim
                     scalars[f"{pid}.{key}"] = True
             else:
                 scalars[f"{pid}.{key}"] = value
-    with atomic_dir(folder, replace=True) as tmp:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
-        save_file(tensors, tmp / "optimizer.safetensors")
-        (tmp / "state.json").write_text(json.dumps(
-            {"state": state, "optimizer": {"param_groups": opt["param_groups"], "scalars": scalars}}, indent=1))
+    try:
+        with atomic_dir(folder, replace=True) as tmp:
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
+            save_file(tensors, tmp / "optimizer.safetensors")
+            (tmp / "state.json").write_text(json.dumps(
+                {"state": state, "optimizer": {"param_groups": opt["param_groups"], "scalars": scalars}}, indent=1))
+    except Exception as exc:  # safetensors reports a full disk as its own error type
+        if isinstance(exc, OSError) or "No space left" in str(exc) or "StorageFull" in str(exc):
+            raise OSError(errno.ENOSPC, f"no space left writing {folder}") from exc
+        raise
 
 
 def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:

@@ -31,6 +31,11 @@ class DistillConfig:
     alpha_hidden: float = 1.0  # hidden-state MSE over the layer map
     alpha_attn: float = 1.0  # attention-probability MSE over the layer map
     alpha_embed: float = 1.0  # 1 - cosine of the mean-pooled sentence embedding
+    alpha_parallel: float = 1.0  # 1 - cosine of a target sentence's student embedding to the teacher's
+    #                              embedding of its source translation (SIB-200 train/dev are parallel)
+    alpha_contrastive: float = 0.0  # InfoNCE: a sentence's student embedding must pick the teacher's
+    #                                 embedding of its source-language version among all source sentences
+    contrastive_temperature: float = 0.05
     checkpoint_every: int = 100  # steps between checkpoints (a kill loses at most this many)
     log_every: int = 10
     # phase 2: task distillation with lottery-ticket sparse fine-tuning
@@ -83,7 +88,8 @@ class DistillConfig:
 
 _GENERAL_FIELDS = ("teacher", "source", "target", "vocab_threshold", "vocab_min_count", "layers", "layer_selection",
                    "steps", "batch_size", "max_length", "lr", "warmup", "weight_decay", "alpha_hidden", "alpha_attn",
-                   "alpha_embed", "seed")
+                   "alpha_embed", "alpha_parallel", "alpha_contrastive",
+                   "contrastive_temperature", "seed")
 _TASK_FIELDS = ("task", "teacher_epochs", "teacher_lr", "task_teacher", "full_epochs", "sparse_epochs", "task_lr",
                 "task_batch_size", "density", "nnz", "temperature", "alpha_kd", "alpha_gold", "alpha_task_hidden",
                 "alpha_task_attn", "seed")

@@ -14,16 +14,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from edgelm.distill.batches import BalancedBatches
 from edgelm.distill.checkpoint import load_checkpoint, save_checkpoint
 from edgelm.distill.config import DistillConfig
-from edgelm.distill.losses import attention_mse, embedding_cosine, hidden_mse
+from edgelm.distill.losses import attention_mse, embedding_cosine, hidden_mse, mean_pool
 from edgelm.distill.student import layer_map
 from edgelm.errors import EdgelmError
 from edgelm.progress import progress_bar
 
-LOG_FIELDS = ("step", "language", "loss", "hidden", "attn", "embed", "lr", "elapsed_s")
+LOG_FIELDS = ("step", "language", "loss", "hidden", "attn", "embed", "parallel", "contrastive", "lr", "elapsed_s")
 
 
 def lr_at(step: int, cfg: DistillConfig, total: int | None = None) -> float:
@@ -76,9 +77,24 @@ def distillation_terms(cfg: DistillConfig, s_out, t_out, mask, lmap) -> dict[str
     return terms
 
 
+@torch.no_grad()
+def teacher_sentence_embeddings(teacher, corpus: TokenizedCorpus, to_teacher: torch.Tensor, pad_id: int,
+                                batch_size: int = 64) -> torch.Tensor:
+    """Mean-pooled teacher embeddings of every sentence of `corpus` (the parallel loss's targets)."""
+    out = []
+    for start in range(0, len(corpus.ids), batch_size):
+        ids, mask = corpus.batch(np.arange(start, min(start + batch_size, len(corpus.ids))), pad_id)
+        out.append(mean_pool(teacher(input_ids=to_teacher[ids], attention_mask=mask).last_hidden_state, mask))
+    return torch.cat(out)
+
+
 def train_general(cfg: DistillConfig, teacher, student, kept_ids: np.ndarray, corpora: dict[str, TokenizedCorpus],
-                  out_dir: Path, *, pad_id: int, resume: bool) -> dict:
-    """Run phase 1 in `out_dir`, resuming from its checkpoint when asked; return a summary."""
+                  out_dir: Path, *, pad_id: int, resume: bool, pairs: dict[str, list[int]] | None = None,
+                  source: str | None = None) -> dict:
+    """Run phase 1 in `out_dir`, resuming from its checkpoint when asked; return a summary.
+
+    `pairs[lang][i]` is the index in the `source` corpus of sentence i's translation (-1: none).
+    """
     torch.manual_seed(cfg.seed)
     t_layers, s_layers = teacher.config.num_hidden_layers, student.config.num_hidden_layers
     lmap = layer_map(t_layers, s_layers)
@@ -99,6 +115,14 @@ def train_general(cfg: DistillConfig, teacher, student, kept_ids: np.ndarray, co
     _truncate_log(log_path, step)
 
     teacher.eval()
+    # Each sentence's anchor in the teacher's source-language space: its own embedding for source
+    # sentences, its translation's for target sentences that have one (index -1: none).
+    parallel, src_emb = {}, None
+    if source in corpora and (cfg.alpha_parallel or cfg.alpha_contrastive) and pairs:
+        src_emb = F.normalize(teacher_sentence_embeddings(teacher, corpora[source], to_teacher, pad_id), dim=-1)
+        parallel[source] = torch.arange(len(corpora[source].ids))
+        for lang, idx in pairs.items():
+            parallel[lang] = torch.as_tensor(idx, dtype=torch.long)
     student.train()
     started = time.perf_counter()
     last = {}
@@ -117,6 +141,16 @@ def train_general(cfg: DistillConfig, teacher, student, kept_ids: np.ndarray, co
             s_out = student(input_ids=ids, attention_mask=mask, output_hidden_states=True,
                             output_attentions=bool(cfg.alpha_attn))
             terms = distillation_terms(cfg, s_out, t_out, mask, lmap)
+            if lang in parallel:
+                anchor = parallel[lang][torch.as_tensor(idx, dtype=torch.long)]
+                keep = anchor >= 0
+                if keep.any():
+                    emb = F.normalize(mean_pool(s_out.hidden_states[-1], mask)[keep], dim=-1)
+                    if cfg.alpha_parallel and lang != source:
+                        terms["parallel"] = cfg.alpha_parallel * (1 - (emb * src_emb[anchor[keep]]).sum(-1)).mean()
+                    if cfg.alpha_contrastive:
+                        logits = emb @ src_emb.T / cfg.contrastive_temperature
+                        terms["contrastive"] = cfg.alpha_contrastive * F.cross_entropy(logits, anchor[keep])
             loss = sum(terms.values())
             if not torch.isfinite(loss):
                 raise EdgelmError(f"loss became {loss.item()} at step {step}; lower --lr")
@@ -129,15 +163,17 @@ def train_general(cfg: DistillConfig, teacher, student, kept_ids: np.ndarray, co
             step += 1
             last = {k: float(v.detach()) for k, v in terms.items()}
             if step % cfg.log_every == 0 or step == cfg.steps:
-                writer.writerow({"step": step, "language": lang, "loss": f"{float(loss):.6f}",
+                writer.writerow({"step": step, "language": lang, "loss": f"{loss.item():.6f}",
                                  "hidden": f"{last.get('hidden', 0):.6f}", "attn": f"{last.get('attn', 0):.8f}",
-                                 "embed": f"{last.get('embed', 0):.6f}", "lr": f"{lr:.3e}",
+                                 "embed": f"{last.get('embed', 0):.6f}", "parallel": f"{last.get('parallel', 0):.6f}",
+                                 "contrastive": f"{last.get('contrastive', 0):.6f}",
+                                 "lr": f"{lr:.3e}",
                                  "elapsed_s": f"{elapsed_before + time.perf_counter() - started:.1f}"})
                 log_fh.flush()
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 save_checkpoint(ckpt, student, opt, {"step": step,
                                                      "elapsed_s": elapsed_before + time.perf_counter() - started})
-            advance(1, info=f"loss {float(loss):.4f}")
+            advance(1, info=f"loss {loss.item():.4f}")
     student.eval()
     return {"steps": step, "final_terms": last, "layer_map": lmap,
             "train_seconds": round(elapsed_before + time.perf_counter() - started, 1)}

@@ -70,6 +70,25 @@ def collect_corpora(cfg: DistillConfig, data_root: Path | None, user: dict[str, 
     return corpora, report
 
 
+def parallel_pairs(cfg: DistillConfig, data_root: Path | None, corpora: dict[str, list[str]]) -> dict[str, list[int]]:
+    """For each target sentence, the index of its source translation in the source corpus (or -1).
+
+    SIB-200 rows share `index_id` across languages, so its train/dev splits are a parallel corpus.
+    """
+    if data_root is None or not {cfg.source, cfg.target} <= set(sib200_languages(data_root)):
+        return {}
+    src_pos = {t: i for i, t in enumerate(corpora[cfg.source])}
+    by_id: dict[int, str] = {}
+    for split in ("train", "dev"):
+        by_id.update({r.index_id: r.text for r in load_sib200(data_root, cfg.source, split)})
+    translation = {}
+    for split in ("train", "dev"):
+        for r in load_sib200(data_root, cfg.target, split):
+            if r.index_id in by_id:
+                translation[r.text] = src_pos.get(by_id[r.index_id], -1)
+    return {cfg.target: [translation.get(t, -1) for t in corpora[cfg.target]]}
+
+
 def check_output(out: Path, cfg: DistillConfig, *, resume: bool, overwrite: bool) -> bool:
     """Decide what to do with an existing `out`; return True when a run should resume there."""
     if not out.exists():
@@ -123,6 +142,11 @@ def distill(cfg: DistillConfig, out: Path, *, data_root: Path | None, corpora_pa
     out = Path(out)
     resuming = check_output(out, cfg, resume=resume, overwrite=overwrite)
     corpora, corpus_report = collect_corpora(cfg, data_root, corpora_paths, use_bundled)
+    if cfg.phase in ("general", "both"):
+        for lang, texts in corpora.items():
+            if len(texts) < cfg.batch_size:
+                raise EdgelmError(f"corpus for {lang} has {len(texts)} sentences, fewer than one batch of "
+                                  f"{cfg.batch_size}; give more text or a smaller --batch-size")
     teacher_path = resolve_model(cfg.teacher)
     check_checkpoint(teacher_path)
     from transformers import AutoConfig
@@ -174,8 +198,10 @@ def distill(cfg: DistillConfig, out: Path, *, data_root: Path | None, corpora_pa
         tokenized = {lang: TokenizedCorpus.build(tokenizer, texts, recipe.prefix, cfg.max_length)
                      for lang, texts in corpora.items()}
         try:
+            pairs = parallel_pairs(cfg, data_root, corpora) if cfg.alpha_parallel or cfg.alpha_contrastive else {}
+            summary["corpora"]["parallel_pairs"] = {k: sum(i >= 0 for i in v) for k, v in pairs.items()}
             summary["general"] = train_general(cfg, teacher, student, vocab.kept, tokenized, out,
-                                               pad_id=pad_id, resume=resuming)
+                                               pad_id=pad_id, resume=resuming, pairs=pairs, source=cfg.source)
             save_student(student, vocab.tokenizer_json, out / "general", tconf.max_position_embeddings)
         except OSError as exc:
             if exc.errno == errno.ENOSPC:

@@ -104,7 +104,7 @@ def task_teacher(cfg: DistillConfig, teacher_path: Path, out: Path, data_root: P
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                advance(1, info=f"loss {float(loss):.3f}")
+                advance(1, info=f"loss {loss.item():.3f}")
             acc = accuracy(model, tokenizer, [r.text for r in dev], y_dev, prefix, cfg.max_length)
             history.append({"epoch": epoch + 1, "dev_accuracy": acc})
             if acc > best:
@@ -188,11 +188,11 @@ def train_task(cfg: DistillConfig, teacher_path: Path, out: Path, *, data_root: 
                     if masks is not None:
                         mask_gradients(params, masks)
                     opt.step()
-                    advance(1, info=f"{stage} loss {float(loss):.3f}")
+                    advance(1, info=f"{stage} loss {loss.item():.3f}")
                 acc = accuracy(student, tokenizer, [r.text for r in dev], y_dev, prefix, cfg.max_length)
                 state["epoch"] += 1
                 state["history"].append({"stage": stage, "epoch": state["epoch"], "dev_accuracy": acc})
-                writer.writerow([stage, state["epoch"], f"{float(loss):.5f}", f"{acc:.4f}"])
+                writer.writerow([stage, state["epoch"], f"{loss.item():.5f}", f"{acc:.4f}"])
                 log_fh.flush()
                 if acc > state["best"]:
                     state["best"] = acc

@@ -1,0 +1,151 @@
+"""Distillation parts on their own: vocabulary trimming on real text, layer selection, the losses on
+tiny models, LT-SFT selection and masking."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from transformers import BertConfig, BertModel
+
+from edgelm.data import load_sib200, load_tatoeba
+from edgelm.distill.losses import attention_mse, hidden_mse, logit_kd
+from edgelm.distill.lt_sft import mask_gradients, select_mask
+from edgelm.distill.student import make_student, select_layers
+from edgelm.distill.vocab import trim_vocabulary
+from edgelm.errors import EdgelmError
+
+
+@pytest.fixture(scope="module")
+def trimmed(teacher_dir, data_dir):
+    tok_json = json.loads((teacher_dir / "tokenizer.json").read_text())
+    corpora = {lang: [r.text for s in ("train", "dev") for r in load_sib200(data_dir, lang, s)]
+               for lang in ("eng_Latn", "swh_Latn")}
+    return tok_json, corpora, trim_vocabulary(tok_json, corpora, extra_texts=["query: "])
+
+
+def test_trimming_shrinks_the_vocabulary_and_keeps_specials(trimmed):
+    _, _, vocab = trimmed
+    assert 5_000 < vocab.size < 30_000 and vocab.stats["vocab_before"] == 250_002
+    tok = vocab.tokenizer()
+    for piece, old_id in (("<s>", 0), ("<pad>", 1), ("</s>", 2), ("<unk>", 3)):
+        assert tok.token_to_id(piece) == old_id
+    assert tok.token_to_id("<mask>") == vocab.size - 1
+
+
+def test_trimmed_ids_map_back_to_the_teachers_on_the_corpus(trimmed):
+    """Round trip: on the text it was built from, trimmed ids -> kept old ids == the teacher's ids."""
+    from tokenizers import Tokenizer
+
+    tok_json, corpora, vocab = trimmed
+    old, new = Tokenizer.from_str(json.dumps(tok_json)), vocab.tokenizer()
+    for texts in corpora.values():
+        for a, b in zip(old.encode_batch(texts), new.encode_batch(texts)):
+            assert vocab.kept[b.ids].tolist() == a.ids
+
+
+def test_no_new_unknowns_on_unseen_text_in_both_languages(trimmed, data_dir):
+    from tokenizers import Tokenizer
+
+    tok_json, _, vocab = trimmed
+    old, new = Tokenizer.from_str(json.dumps(tok_json)), vocab.tokenizer()
+    texts = [r.text for lang in ("eng_Latn", "swh_Latn") for r in load_sib200(data_dir, lang, "test")]
+    texts += load_tatoeba(data_dir, "swh_Latn")[0] + load_tatoeba(data_dir, "swh_Latn")[1]
+    texts += ["Zebra × quartz — “quoted” 100% ½ © naïve café ß"]
+    for a, b in zip(old.encode_batch(texts), new.encode_batch(texts)):
+        assert b.ids.count(3) <= a.ids.count(3)
+        assert new.decode(b.ids) == old.decode(a.ids)
+
+
+def test_layer_selection():
+    assert select_layers(12, 4) == [2, 5, 8, 11]
+    assert select_layers(12, 6) == [1, 3, 5, 7, 9, 11]
+    assert select_layers(12, 4, "bottom") == [0, 1, 2, 3]
+    assert select_layers(12, 3, "0,4,11") == [0, 4, 11]
+    with pytest.raises(EdgelmError, match="more than the teacher"):
+        select_layers(12, 13)
+    with pytest.raises(EdgelmError, match="distinct increasing"):
+        select_layers(12, 2, "5,3")
+
+
+def _tiny(layers=4, seed=0, vocab=50):
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=vocab, hidden_size=16, num_hidden_layers=layers, num_attention_heads=2,
+                     intermediate_size=32, attn_implementation="eager")
+    cfg._attn_implementation = "eager"
+    return BertModel(cfg, add_pooling_layer=False).eval()
+
+
+def test_student_copies_the_selected_layers_and_rows():
+    teacher = _tiny()
+    kept = np.array([0, 1, 2, 3, 7, 9, 49])
+    student = make_student(teacher, kept, [1, 3])
+    assert student.config.num_hidden_layers == 2 and student.config.vocab_size == 7
+    assert student.config.hidden_dropout_prob == 0.0
+    assert torch.equal(student.embeddings.word_embeddings.weight, teacher.embeddings.word_embeddings.weight[kept])
+    for s_i, t_i in enumerate([1, 3]):
+        for (n, a), (_, b) in zip(student.encoder.layer[s_i].named_parameters(),
+                                  teacher.encoder.layer[t_i].named_parameters()):
+            assert torch.equal(a, b), n
+
+
+def _outputs(model, ids, mask):
+    return model(input_ids=ids, attention_mask=mask, output_hidden_states=True, output_attentions=True)
+
+
+def test_losses_vanish_for_a_copy_and_ignore_padding():
+    teacher = _tiny()
+    student = make_student(teacher, np.arange(50), [0, 1, 2, 3])
+    ids = torch.randint(4, 50, (3, 9))
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    s, t = _outputs(student, ids, mask), _outputs(teacher, ids, mask)
+    identity = [0, 1, 2, 3]
+    assert hidden_mse(s.hidden_states, t.hidden_states, identity, mask) < 1e-10
+    assert attention_mse(s.attentions, t.attentions, identity, mask) < 1e-12
+    other = _tiny(seed=1)
+    o = _outputs(other, ids, mask)
+    assert hidden_mse(o.hidden_states, t.hidden_states, identity, mask) > 1e-3
+    assert attention_mse(o.attentions, t.attentions, identity, mask) > 0
+    # Padding positions do not count: changing what sits under the padding changes nothing.
+    ids2 = ids.clone()
+    ids2[1, 6:] = 5
+    o2, t2 = _outputs(other, ids2, mask), _outputs(teacher, ids2, mask)
+    assert torch.isclose(hidden_mse(o2.hidden_states, t2.hidden_states, identity, mask),
+                         hidden_mse(o.hidden_states, t.hidden_states, identity, mask))
+
+
+def test_logit_kd_by_hand():
+    s = torch.tensor([[1.0, 0.0]])
+    t = torch.tensor([[0.0, 2.0]])
+    p = torch.softmax(t / 2, -1)
+    expected = -(p * torch.log_softmax(s / 2, -1)).sum()
+    assert torch.isclose(logit_kd(s, t, 2.0), expected)
+
+
+def test_lt_sft_selects_k_globally_and_only_those_change():
+    initial = {"a": torch.zeros(4, 3), "b": torch.zeros(5)}
+    trained = {"a": torch.tensor([[0.1, 0.9, 0.0], [0.0, 0.0, 0.3], [0, 0, 0], [0, 0.5, 0]]),
+               "b": torch.tensor([0.8, 0.0, 0.2, 0.0, 0.05])}
+    masks = select_mask(initial, trained, 3)
+    assert masks["a"].sum() + masks["b"].sum() == 3
+    assert masks["a"][0, 1] and masks["a"][3, 1] and masks["b"][0]  # 0.9, 0.5, 0.8: one global threshold
+    # Train a tiny model with the masks: nothing outside them may move.
+    model = _tiny(layers=1)
+    params = dict(model.named_parameters())
+    start = {n: p.detach().clone() for n, p in params.items()}
+    masks = {n: torch.rand_like(p) < 0.1 for n, p in params.items()}
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
+    for _ in range(3):
+        loss = model(input_ids=torch.randint(4, 50, (2, 7))).last_hidden_state.pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        mask_gradients(params, masks)
+        opt.step()
+    moved = 0
+    for n, p in params.items():
+        assert torch.equal(p.detach()[~masks[n]], start[n][~masks[n]]), n
+        moved += int((p.detach() != start[n]).sum())
+    assert moved > 0

@@ -1,0 +1,139 @@
+"""`edgelm distill` end to end on a tiny teacher with the real tokenizer and the real data:
+both phases, output that loads, resume after a kill, and the bad inputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import assert_user_error, tree_snapshot
+from safetensors.torch import load_file
+
+from edgelm.kernels.sparse_diff import SparseDiff
+
+FAST = ["--layers", "2", "--batch-size", "8", "--teacher-epochs", "1", "--full-epochs", "1", "--sparse-epochs", "1"]
+
+
+def test_both_phases_produce_loadable_students(cli, tiny_teacher, tmp_path):
+    out = tmp_path / "run"
+    result = cli("distill", "--teacher", str(tiny_teacher), "--out", str(out), "--steps", "6", *FAST,
+                 "--density", "0.05", "--json")
+    assert result.code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["vocabulary"]["vocab_after"] < summary["vocabulary"]["vocab_before"] / 10
+    assert summary["parameters"]["student"] < summary["parameters"]["teacher"] / 5
+    assert summary["corpora"]["swh_Latn"]["sentences"] == 800  # SIB-200 train + dev, never test
+    # Phase 1 output: a plain transformers checkpoint with a trimmed tokenizer.
+    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModel.from_pretrained(out / "general")
+    tok = AutoTokenizer.from_pretrained(out / "general")
+    assert model.config.num_hidden_layers == 2 and len(tok) == model.config.vocab_size
+    assert len((out / "general_log.csv").read_text().splitlines()) == 1 + 6 // 10 + 1
+    # Phase 2: the merged classifier equals phase 1's body plus the stored sparse diff.
+    clf = AutoModelForSequenceClassification.from_pretrained(out / "task")
+    assert clf.config.num_labels == 7
+    diff = SparseDiff.load(out / "task" / "task_diff.safetensors")
+    assert 0 < diff.nnz <= summary["task"]["k"]
+    body = {f"bert.{k}": v for k, v in load_file(out / "general" / "model.safetensors").items()}
+    merged = load_file(out / "task" / "model.safetensors")
+    diff.apply(body)
+    for name in diff.indices:
+        assert torch.allclose(body[name], merged[name], atol=1e-6), name
+    untouched = [n for n in body if n not in diff.indices and n in merged]
+    assert all(torch.equal(body[n], merged[n]) for n in untouched)
+    # And `edgelm eval` takes both.
+    report = cli("eval", str(out / "task"), "--languages", "swh_Latn", "--task", "sib200", "--json")
+    assert report.code == 0, report.stderr
+    assert json.loads(report.stdout)["sib200"]["probe"]["kind"] == "model_head"
+
+
+def _general_weights(out: Path) -> dict:
+    return load_file(out / "general" / "model.safetensors")
+
+
+def test_resume_after_a_kill_gives_the_uninterrupted_result(tiny_teacher, tmp_path):
+    args = ["--teacher", str(tiny_teacher), "--phase", "general", "--steps", "120", "--checkpoint-every", "5",
+            "--layers", "2", "--batch-size", "8"]
+    env = dict(os.environ)
+    straight = tmp_path / "straight"
+    subprocess.run([sys.executable, "-m", "edgelm", "distill", "--out", str(straight), *args], env=env, check=True,
+                   capture_output=True)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "edgelm", "distill", "--out", str(killed), *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    state = killed / "checkpoints" / "general" / "state.json"
+    deadline = time.time() + 180
+    while not state.is_file() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "general").exists(), "the run finished before it could be killed"
+    done_before = json.loads(state.read_text())["state"]["step"]
+    assert 0 < done_before < 120
+    resumed = subprocess.run([sys.executable, "-m", "edgelm", "distill", "--out", str(killed), *args, "--resume"],
+                             env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = _general_weights(straight), _general_weights(killed)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    log = [line.split(",")[0] for line in (killed / "general_log.csv").read_text().splitlines()[1:]]
+    assert log == [str(s) for s in range(10, 121, 10)]
+
+
+def test_bad_inputs_get_one_line_and_change_nothing(cli, tiny_teacher, tmp_path):
+    base = ["--teacher", str(tiny_teacher), "--phase", "general", "--steps", "2", "--layers", "2"]
+    out = tmp_path / "run"
+    assert_user_error(cli("distill", *base, "--out", str(out), "--target", "eng_Latn"), "both eng_Latn")
+    assert_user_error(cli("distill", *base, "--out", str(out), "--layers", "9"), "more than the teacher")
+    assert_user_error(cli("distill", *base, "--out", str(out), "--target", "xyz_Latn"), "unknown language")
+    assert_user_error(cli("distill", *base, "--out", str(out), "--no-bundled"), "no training text for eng_Latn")
+    small = tmp_path / "small.txt"
+    small.write_text("Habari.\nAsante.\nKaribu.\n")
+    big = tmp_path / "en.txt"
+    big.write_text("\n".join(f"Sentence number {i} is here." for i in range(40)))
+    assert_user_error(cli("distill", *base, "--out", str(out), "--no-bundled", "--corpus", f"eng_Latn={big}",
+                          "--corpus", f"swh_Latn={small}"), "fewer than one batch")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    assert_user_error(cli("distill", *base, "--out", str(out), "--corpus", f"swh_Latn={empty}"), "empty")
+    assert_user_error(cli("distill", *base, "--out", str(out), "--corpus", "swh_Latn"), "LANG=PATH")
+    assert not out.exists()
+
+
+def test_an_output_folder_with_another_run_is_refused(cli, tiny_teacher, tmp_path):
+    base = ["--teacher", str(tiny_teacher), "--phase", "general", "--layers", "2", "--batch-size", "8"]
+    out = tmp_path / "run"
+    assert cli("distill", *base, "--steps", "2", "--out", str(out)).code == 0
+    before = tree_snapshot(out)
+    assert_user_error(cli("distill", *base, "--steps", "2", "--out", str(out)), "--resume", "--overwrite")
+    assert_user_error(cli("distill", *base, "--steps", "3", "--out", str(out), "--resume"), "different run", "steps")
+    assert tree_snapshot(out) == before
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    assert_user_error(cli("distill", *base, "--steps", "2", "--out", str(other)), "not empty")
+    assert cli("distill", *base, "--steps", "3", "--out", str(out), "--overwrite").code == 0
+
+
+def test_a_full_disk_during_a_checkpoint_is_a_clear_error(cli, tiny_teacher, tmp_path):
+    mnt = tmp_path / "small-disk"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("needs permission to mount a small tmpfs (root)")
+    try:
+        result = cli("distill", "--teacher", str(tiny_teacher), "--phase", "general", "--steps", "4",
+                     "--checkpoint-every", "2", "--layers", "2", "--batch-size", "8", "--out", str(mnt / "run"))
+        assert_user_error(result, "disk filled up", "--resume")
+        leftovers = [p for p in (mnt / "run").rglob("*") if ".tmp-" in p.name]
+        assert leftovers == []
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
