@@ -7,6 +7,7 @@ import sys
 import typer
 
 from edgelm.cli import data, teacher
+from edgelm.cli.device import export_command, run_command
 from edgelm.cli.distill import distill_command
 from edgelm.cli.evaluate import eval_command
 from edgelm.cli.output import err
@@ -23,6 +24,8 @@ app.add_typer(teacher.app, name="teacher")
 app.add_typer(data.app, name="data")
 app.command("distill")(distill_command)
 app.command("eval")(eval_command)
+app.command("export")(export_command)
+app.command("run")(run_command)
 
 
 @app.command()

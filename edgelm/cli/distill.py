@@ -28,6 +28,7 @@ def distill_command(
     target: Annotated[str, typer.Option(help="Target language (where the model runs).")] = "swh_Latn",
     phase: Annotated[str, typer.Option(help="general | task | both.")] = "both",
     layers: Annotated[int, typer.Option(help="Student layers.")] = 4,
+    layer_reduction: Annotated[Optional[int], typer.Option(help="Instead of --layers: keep teacher layers // this (BiStil's LRF).")] = None,
     layer_selection: Annotated[str, typer.Option(help="Teacher layers to copy: top-of-block (BiStil), bottom, or a list 0,1,2,3.")] = "top-of-block",
     corpus: Annotated[list[str], typer.Option(help="Extra unlabeled text, LANG=PATH (.txt/.txt.gz file or folder); repeatable.")] = [],  # noqa: B006
     no_bundled: Annotated[bool, typer.Option("--no-bundled", help="Do not use SIB-200 train/dev text as corpus.")] = False,
@@ -70,6 +71,7 @@ def distill_command(
     src, tgt = normalize_language(source, have), normalize_language(target, have)
     corpora = {normalize_language(k, have): v for k, v in _parse_corpora(corpus).items()}
     cfg = DistillConfig(teacher=teacher, source=src, target=tgt, phase=phase, layers=layers,
+                        layer_reduction=layer_reduction,
                         layer_selection=layer_selection, steps=steps, batch_size=batch_size, lr=lr,
                         vocab_threshold=vocab_threshold, alpha_hidden=alpha_hidden, alpha_attn=alpha_attn,
                         alpha_embed=alpha_embed, alpha_parallel=alpha_parallel, alpha_contrastive=alpha_contrastive, density=density, full_epochs=full_epochs,
@@ -90,6 +92,10 @@ def distill_command(
         rows = [["vocabulary", v["vocab_before"], v["vocab_after"]],
                 ["parameters", p["teacher"], p["student"]]]
         out.print(table(f"{cfg.source} + {cfg.target} student in {out_dir}", ["", "teacher", "student"], rows))
+        for lang, c in s["corpora"].items():
+            if isinstance(c, dict) and "sentences" in c:
+                err.print(f"{lang}: {c['sentences']} training sentences from {', '.join(c['sources'])}; "
+                          f"{c['test_sentences_excluded']} sentences of evaluation test sets excluded")
         for ph in ("general", "task"):
             if ph in s:
                 out.print(f"{ph}: {json_line(s[ph])}")

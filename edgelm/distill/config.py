@@ -20,6 +20,7 @@ class DistillConfig:
     vocab_min_count: int = 1  # ... and that occurs at least this often there
     # student
     layers: int = 4  # student depth (same width as the teacher)
+    layer_reduction: int | None = None  # alternative to `layers`: teacher depth // this
     layer_selection: str = "top-of-block"  # teacher layers copied: top-of-block (BiStil) | bottom | "0,1,2,3"
     # phase 1: general bilingual distillation
     steps: int = 2000  # optimizer steps, alternating source and target batches
@@ -65,6 +66,8 @@ class DistillConfig:
         for name in ("steps", "batch_size", "max_length", "checkpoint_every", "layers", "task_batch_size"):
             if getattr(self, name) < 1:
                 raise EdgelmError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.layer_reduction is not None and self.layer_reduction < 1:
+            raise EdgelmError("--layer-reduction must be at least 1")
         if not 0 < self.density <= 1:
             raise EdgelmError(f"--density must be in (0, 1], not {self.density}")
         if not 0 <= self.warmup < 1:
@@ -86,7 +89,7 @@ class DistillConfig:
         return {k: d[k] for k in _TASK_FIELDS}
 
 
-_GENERAL_FIELDS = ("teacher", "source", "target", "vocab_threshold", "vocab_min_count", "layers", "layer_selection",
+_GENERAL_FIELDS = ("teacher", "source", "target", "vocab_threshold", "vocab_min_count", "layers", "layer_reduction", "layer_selection",
                    "steps", "batch_size", "max_length", "lr", "warmup", "weight_decay", "alpha_hidden", "alpha_attn",
                    "alpha_embed", "alpha_parallel", "alpha_contrastive",
                    "contrastive_temperature", "seed")

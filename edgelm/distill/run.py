@@ -152,7 +152,8 @@ def distill(cfg: DistillConfig, out: Path, *, data_root: Path | None, corpora_pa
     from transformers import AutoConfig
 
     tconf = AutoConfig.from_pretrained(teacher_path)
-    layers = select_layers(tconf.num_hidden_layers, cfg.layers, cfg.layer_selection)
+    depth = tconf.num_hidden_layers // cfg.layer_reduction if cfg.layer_reduction else cfg.layers
+    layers = select_layers(tconf.num_hidden_layers, depth, cfg.layer_selection)
     teacher = load_model(teacher_path, attn_implementation="eager")
     if cfg.alpha_attn:
         with torch.no_grad():

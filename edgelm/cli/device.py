@@ -1,0 +1,91 @@
+"""`edgelm export` and `edgelm run`: from a checkpoint to a bundle, and running a bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from edgelm.cli.output import emit, err, out, table
+from edgelm.errors import EdgelmError
+
+
+def export_command(
+    model: Annotated[str, typer.Argument(help="Model: bundled teacher name, checkpoint folder (e.g. a student) or hub id.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Bundle folder to write.")],
+    target: Annotated[str, typer.Option(help="onnx (tflite: next version).")] = "onnx",
+    quantize: Annotated[str, typer.Option(help="onnx: none | int8 | int8-static.")] = "int8",
+    data: Annotated[Optional[Path], typer.Option(help="Data folder (real sentences for parity and calibration).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+) -> None:
+    """Export a model to a verified edge bundle (model file, tokenizer, config, manifest with sha256s)."""
+    from edgelm.data.locate import data_root
+    from edgelm.export.bundle import check_options, export_bundle
+
+    check_options(target, quantize)
+    try:
+        root = data_root(data)
+    except EdgelmError:
+        if data is not None:
+            raise
+        root = None
+    with err.status(f"exporting {model} to {target}/{quantize} and verifying"):
+        manifest = export_bundle(model, target, quantize, out_dir, data=root, overwrite=overwrite)
+
+    def render(m: dict) -> None:
+        parts = m["sizes"]["weights_by_part"]
+        rows = [[k, f"{v / 2**20:.2f}"] for k, v in parts.items() if v]
+        rows.append(["model file", f"{m['sizes']['file_bytes'] / 2**20:.2f}"])
+        out.print(table(f"bundle {m['path']} ({target}, {quantize})", ["part", "MB"], rows))
+        chk = m["device_check"]
+        extra = f", label agreement {chk['label_agreement']:.3f}" if "label_agreement" in chk else ""
+        out.print(f"verified by the device runtime: min cosine to the source model {chk['min_cosine']:.5f}{extra}")
+
+    emit({k: v for k, v in manifest.items() if k != "parity"} | {"parity_check": manifest["parity"]["export_check"]},
+         as_json=as_json, json_out=None, render=render)
+
+
+def run_command(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
+    texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to embed or classify.")] = None,
+    file: Annotated[Optional[Path], typer.Option(help="Read texts from this file, one a line.")] = None,
+    runtime: Annotated[Optional[str], typer.Option(help="onnxruntime (default for ONNX bundles).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="Runtime threads.")] = None,
+    strict: Annotated[bool, typer.Option(help="Refuse texts longer than the bundle takes instead of truncating.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
+) -> None:
+    """Run a bundle on text with the device runtime (no torch): embeddings or labels."""
+    import warnings
+
+    from edgelm.runtime import Model
+
+    items = list(texts or [])
+    if file is not None:
+        try:
+            items += [line.rstrip("\n") for line in file.read_bytes().decode("utf-8").splitlines() if line.strip()]
+        except UnicodeDecodeError as exc:
+            raise EdgelmError(f"{file} is not valid UTF-8 (byte {exc.start})") from None
+        except OSError as exc:
+            raise EdgelmError(f"cannot read {file}: {exc.strerror}") from None
+    model = Model.load(bundle, backend=runtime, threads=threads, strict=strict)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if model.task == "embedding":
+            vectors = model.embed(items)
+            result = {"task": "embedding", "texts": items, "embeddings": vectors.tolist()}
+        else:
+            result = {"task": "classification", "texts": items, "predictions": model.predict(items)}
+    for w in caught:
+        err.print(f"warning: {w.message}")
+
+    def render(r: dict) -> None:
+        if r["task"] == "embedding":
+            for t, v in zip(r["texts"], r["embeddings"]):
+                out.print(f"{t[:60]!r}: [{', '.join(f'{x:.4f}' for x in v[:6])}, …] ({len(v)} dims)")
+        else:
+            out.print(table("predictions", ["text", "label", "score"],
+                            [[t[:60], p["label"], p["score"]] for t, p in zip(r["texts"], r["predictions"])]))
+
+    emit(result, as_json=as_json, json_out=None, render=render)

@@ -1,0 +1,67 @@
+"""Edge bundles on the device side: read the manifest, check every file's sha256. No torch here.
+
+A bundle is a folder: the model file(s), `tokenizer.json`, `config.json` (task, labels, pooling,
+prefix, buckets, languages) and `manifest.json` (sha256 of every file, the edgelm version and
+bundle format, the export options, and a parity record: real inputs with the source model's
+outputs). The device trusts nothing it has not hashed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgelm.errors import EdgelmError
+
+BUNDLE_FORMAT = 1  # bump on incompatible changes; a device refuses bundles newer than it knows
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class Bundle:
+    """A verified bundle folder: its manifest and config."""
+
+    path: Path
+    manifest: dict
+    config: dict
+
+    @classmethod
+    def open(cls, path: str | Path, *, verify: bool = True) -> Bundle:
+        """Read `path`; with `verify`, refuse missing, extra-sized or tampered files."""
+        path = Path(path)
+        manifest_file = path / "manifest.json"
+        if not manifest_file.is_file():
+            raise EdgelmError(f"{path} is not an edgelm bundle (no manifest.json)")
+        try:
+            manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise EdgelmError(f"{manifest_file} is corrupt (not JSON)") from None
+        fmt = manifest.get("bundle_format")
+        if not isinstance(fmt, int) or fmt > BUNDLE_FORMAT:
+            raise EdgelmError(f"{path} is bundle format {fmt} from edgelm {manifest.get('edgelm_version')}; this "
+                              f"edgelm reads format {BUNDLE_FORMAT}: upgrade edgelm on the device")
+        if verify:
+            for name, meta in manifest.get("files", {}).items():
+                f = path / name
+                if not f.is_file():
+                    raise EdgelmError(f"bundle file {name} is missing from {path}")
+                if f.stat().st_size != meta["bytes"]:
+                    raise EdgelmError(f"bundle file {name} is {f.stat().st_size} bytes, the manifest says "
+                                      f"{meta['bytes']}: truncated or replaced")
+                if sha256_of(f) != meta["sha256"]:
+                    raise EdgelmError(f"bundle file {name} fails its sha256 check: tampered or corrupt")
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        return cls(path, manifest, config)
+
+    @property
+    def target(self) -> str:
+        return self.manifest["export"]["target"]

@@ -1,0 +1,175 @@
+"""Run an edge bundle: tokenize with `tokenizers`, pad, call the runtime. Imports no torch.
+
+    from edgelm.runtime import Model
+    m = Model.load("bundle/")          # verifies sha256s, then replays the parity record
+    m.embed(["Habari ya asubuhi"])     # sentence-embedding bundles
+    m.predict(["..."])                 # classifier bundles: label + probabilities
+
+On load every backend replays the bundle's parity record (real inputs with the source model's
+outputs) and refuses to run when it disagrees: this is what catches a runtime that silently
+returns zeros (tflite-runtime 2.14 on current int8 models).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from edgelm.errors import EdgelmError
+from edgelm.runtime.bundle import Bundle
+
+BACKENDS = ("onnxruntime",)
+
+
+class ParityError(EdgelmError):
+    """The runtime's outputs disagree with the source model's beyond the bundle's tolerance."""
+
+
+class _OnnxBackend:
+    name = "onnxruntime"
+
+    def __init__(self, model_file: Path, threads: int | None):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise EdgelmError("the onnxruntime backend is not installed: pip install 'edgelm[device]'") from None
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(model_file), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own types for corrupt files
+            raise EdgelmError(f"onnxruntime cannot load {model_file.name}: {str(exc).splitlines()[0][:200]}") from None
+        self.version = ort.__version__
+
+    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+
+
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.linalg.norm(a, axis=1, keepdims=True).clip(1e-12)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True).clip(1e-12)
+    return (a * b).sum(1)
+
+
+def compare_outputs(task: str, got: np.ndarray, want: np.ndarray) -> dict:
+    """How far runtime outputs are from the reference: cosine for embeddings, labels + logits otherwise."""
+    got, want = np.asarray(got, dtype=np.float32), np.asarray(want, dtype=np.float32)
+    if got.shape != want.shape:
+        return {"shape_ok": False, "got_shape": list(got.shape), "want_shape": list(want.shape)}
+    report = {"shape_ok": True, "min_cosine": float(cosine_rows(got, want).min())}
+    if task == "classification":
+        report["label_agreement"] = float(np.mean(got.argmax(1) == want.argmax(1)))
+        report["max_logit_diff"] = float(np.abs(got - want).max())
+    return report
+
+
+def parity_failures(report: dict, thresholds: dict) -> list[str]:
+    """The thresholds a comparison misses, each with by how much."""
+    if not report.get("shape_ok"):
+        return [f"output shape {report['got_shape']} != {report['want_shape']}"]
+    misses = []
+    if report["min_cosine"] < thresholds["min_cosine"]:
+        misses.append(f"min cosine {report['min_cosine']:.5f} < {thresholds['min_cosine']} "
+                      f"(short by {thresholds['min_cosine'] - report['min_cosine']:.5f})")
+    if "label_agreement" in report and report["label_agreement"] < thresholds.get("label_agreement", 0):
+        misses.append(f"label agreement {report['label_agreement']:.3f} < {thresholds['label_agreement']}")
+    return misses
+
+
+class Model:
+    """A loaded bundle, ready to embed or classify text."""
+
+    def __init__(self, bundle: Bundle, backend, tokenizer, *, strict: bool = False):
+        self.bundle, self.backend, self.tokenizer, self.strict = bundle, backend, tokenizer, strict
+        cfg = bundle.config
+        self.task, self.prefix = cfg["task"], cfg.get("prefix", "")
+        self.buckets = sorted(cfg.get("buckets") or [])
+        self.max_length = self.buckets[-1] if self.buckets else cfg["max_length"]
+        self.labels = cfg.get("labels")
+
+    @classmethod
+    def load(cls, path: str | Path, *, backend: str | None = None, threads: int | None = None,
+             strict: bool = False, check_parity: bool = True) -> Model:
+        """Open, verify (sha256) and parity-check a bundle."""
+        from tokenizers import Tokenizer
+
+        bundle = Bundle.open(path)
+        backend = backend or {"onnx": "onnxruntime"}.get(bundle.target, bundle.target)
+        if backend not in BACKENDS:
+            raise EdgelmError(f"unknown runtime {backend!r}; use one of {', '.join(BACKENDS)}")
+        if backend == "onnxruntime" and bundle.target != "onnx":
+            raise EdgelmError(f"onnxruntime runs ONNX bundles; {bundle.path} is {bundle.target}")
+        runner = _OnnxBackend(bundle.path / bundle.config["model_file"], threads)
+        tokenizer = Tokenizer.from_file(str(bundle.path / "tokenizer.json"))
+        tokenizer.no_padding()  # padding and truncation are ours: per bucket, with a warning
+        tokenizer.no_truncation()
+        model = cls(bundle, runner, tokenizer, strict=strict)
+        if check_parity:
+            model.check_parity()
+        return model
+
+    def check_parity(self) -> dict:
+        """Replay the parity record; raise ParityError when outputs disagree."""
+        record = self.bundle.manifest["parity"]
+        got = self._run(record["texts"], strict=False)
+        report = compare_outputs(self.task, got, np.array(record["outputs"]))
+        misses = parity_failures(report, record["thresholds"])
+        if misses:
+            raise ParityError(f"{self.backend.name} disagrees with the source model on this bundle: "
+                              + "; ".join(misses) + ". Refusing to run it.")
+        return report
+
+    def encode(self, texts: list[str], *, strict: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids and mask (int64), padded to the longest text or to its bucket."""
+        strict = self.strict if strict is None else strict
+        if not texts:
+            raise EdgelmError("no text given")
+        for t in texts:
+            if not isinstance(t, str) or not t.strip():
+                raise EdgelmError("empty text: give at least one non-blank sentence")
+            if any(0xD800 <= ord(c) <= 0xDFFF for c in t):
+                raise EdgelmError("input is not valid UTF-8")
+        encs = self.tokenizer.encode_batch([self.prefix + t for t in texts])
+        too_long = [i for i, e in enumerate(encs) if len(e.ids) > self.max_length]
+        if too_long:
+            if strict:
+                raise EdgelmError(f"text {too_long[0] + 1} has {len(encs[too_long[0]].ids)} tokens, more than the "
+                                  f"largest bucket ({self.max_length}); shorten it or drop --strict to truncate")
+            warnings.warn(f"{len(too_long)} text(s) longer than {self.max_length} tokens were truncated", stacklevel=2)
+        rows = [e.ids if len(e.ids) <= self.max_length else e.ids[: self.max_length - 1] + e.ids[-1:] for e in encs]
+        width = max(len(r) for r in rows)
+        if self.buckets:
+            width = next(b for b in self.buckets if b >= width)
+        pad = self.bundle.config.get("pad_id", 1)
+        ids = np.full((len(rows), width), pad, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = r
+            mask[i, : len(r)] = 1
+        return ids, mask
+
+    def _run(self, texts: list[str], strict: bool | None = None) -> np.ndarray:
+        ids, mask = self.encode(texts, strict=strict)
+        return np.asarray(self.backend(ids, mask))
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Sentence embeddings (as the source model's recipe makes them)."""
+        if self.task != "embedding":
+            raise EdgelmError(f"this bundle is a {self.task} model; use predict()")
+        return self._run(list(texts))
+
+    def predict(self, texts: list[str]) -> list[dict]:
+        """Label and class probabilities per text."""
+        if self.task != "classification":
+            raise EdgelmError("this bundle is a sentence-embedding model; use embed()")
+        logits = self._run(list(texts))
+        z = np.exp(logits - logits.max(1, keepdims=True))
+        probs = z / z.sum(1, keepdims=True)
+        return [{"label": self.labels[int(p.argmax())], "score": float(p.max()),
+                 "probabilities": dict(zip(self.labels, map(float, p)))} for p in probs]
+

@@ -1,0 +1,177 @@
+"""`edgelm export`: a checkpoint in, a verified edge bundle out.
+
+Options are checked before any model loads; the bundle is written into a temporary folder, then
+run by the device runtime in a separate, torch-free process against the source model's outputs,
+and only a bundle that passes is renamed into place. A failing one is removed and the error says
+by how much it missed.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from edgelm.atomic import atomic_dir
+from edgelm.errors import EdgelmError
+from edgelm.runtime.bundle import BUNDLE_FORMAT, sha256_of
+from edgelm.runtime.model import compare_outputs, parity_failures
+
+TARGETS = {"onnx": ("none", "int8", "int8-static"), "tflite": ("none", "fp16", "int8")}
+# Parity thresholds per quantization: minimum cosine of outputs (embeddings or logits) to the
+# source model, and for classifiers the share of identical predicted labels.
+THRESHOLDS = {
+    "none": {"min_cosine": 0.9999, "label_agreement": 1.0},
+    "fp16": {"min_cosine": 0.999, "label_agreement": 0.95},
+    "int8": {"min_cosine": 0.98, "label_agreement": 0.8},
+    "int8-static": {"min_cosine": 0.95, "label_agreement": 0.7},
+}
+
+_VERIFY = """
+import json, sys
+from edgelm.runtime import Model
+m = Model.load(sys.argv[1])
+report = m.check_parity()
+report["torch_imported"] = "torch" in sys.modules
+print(json.dumps(report))
+"""
+
+
+def check_options(target: str, quantize: str) -> None:
+    """Refuse impossible target / quantization combinations before anything loads."""
+    if target not in TARGETS:
+        raise EdgelmError(f"unknown target {target!r}; use one of {', '.join(TARGETS)}")
+    if quantize not in TARGETS[target]:
+        raise EdgelmError(f"--quantize {quantize} is not available for {target}; use one of {', '.join(TARGETS[target])}")
+    if target == "tflite":
+        raise EdgelmError("the TFLite target (litert-torch, fixed-length buckets) is not in this version yet; "
+                          "use --target onnx")
+
+
+def parity_texts(data: Path | None, languages: list[str]) -> list[str]:
+    """Real sentences for the parity record: SIB-200 dev rows in the model's languages, else curated ones."""
+    from edgelm.teacher.validate import CURATED
+
+    texts: list[str] = []
+    if data is not None:
+        from edgelm.data.sib200 import load_sib200, sib200_languages
+
+        have = sib200_languages(data)
+        for lang in [l for l in languages if l in have] or ["eng_Latn"]:
+            texts += [r.text for r in load_sib200(data, lang, "dev")[:4]]
+    return (texts + CURATED[:8])[:16]
+
+
+def _load_graph(path: Path):
+    """The torch graph to export and what the bundle config needs to know about it."""
+    from edgelm.encoder import EmbeddingRecipe, load_model, load_tokenizer
+    from edgelm.evaluate.sib200 import head_labels
+    from edgelm.export.graphs import ClassifierGraph, EmbeddingGraph
+
+    labels = head_labels(path)
+    tokenizer = load_tokenizer(path)
+    if labels is not None:
+        from transformers import AutoModelForSequenceClassification
+
+        model = load_model(path, AutoModelForSequenceClassification)
+        graph, task = ClassifierGraph(model), "classification"
+    else:
+        model = load_model(path)
+        task = "embedding"
+    recipe = EmbeddingRecipe.from_config(model.config, str(path))
+    if task == "embedding":
+        graph = EmbeddingGraph(model, recipe.pooling, recipe.normalize)
+    meta = getattr(model.config, "edgelm", None) or {}
+    languages = (meta.get("distilled") or {}).get("languages") or []
+    config = {"task": task, "labels": labels, "pooling": recipe.pooling, "normalize": recipe.normalize,
+              "prefix": recipe.prefix, "pad_id": model.config.pad_token_id if model.config.pad_token_id is not None else 1,
+              "max_length": min(512, model.config.max_position_embeddings), "languages": languages}
+    return graph.eval(), tokenizer, config
+
+
+def _tokenize(tokenizer, texts: list[str], prefix: str, max_length: int):
+    b = tokenizer([prefix + t for t in texts], padding=True, truncation=True, max_length=max_length,
+                  return_tensors="pt")
+    return b["input_ids"], b["attention_mask"]
+
+
+def export_bundle(model: str, target: str, quantize: str, out: str | Path, *, data: Path | None = None,
+                  overwrite: bool = False) -> dict:
+    """Export `model` (name, folder or hub id) to a verified bundle at `out`; return the manifest."""
+    import torch
+
+    from edgelm import __version__
+    from edgelm.encoder import check_checkpoint
+    from edgelm.export.onnx import OPSET, export_onnx, part_sizes, quantize_onnx
+    from edgelm.teacher.registry import resolve_model
+
+    check_options(target, quantize)
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise EdgelmError(f"{out} exists; choose another --out or pass --overwrite")
+    path = resolve_model(model)
+    check_checkpoint(path)
+    graph, tokenizer, config = _load_graph(path)
+    texts = parity_texts(data, config["languages"])
+    ids, mask = _tokenize(tokenizer, texts, config["prefix"], config["max_length"])
+    with torch.inference_mode():
+        reference = graph(ids, mask).float().numpy()
+
+    with atomic_dir(out, replace=overwrite) as tmp:
+        fp32 = tmp / "model.fp32.onnx"
+        export_onnx(graph, (ids[:2], mask[:2]), fp32)
+        model_file = tmp / "model.onnx"
+        if quantize == "none":
+            fp32.rename(model_file)
+        else:
+            calibration = None
+            if quantize == "int8-static":
+                calib_texts = parity_texts(data, config["languages"] or ["eng_Latn"]) * 4
+                calibration = [tuple(t.numpy() for t in _tokenize(tokenizer, calib_texts[i : i + 8], config["prefix"],
+                                                                   config["max_length"]))
+                               for i in range(0, len(calib_texts), 8)]
+            quantize_onnx(fp32, model_file, quantize, calibration)
+            fp32.unlink()
+        for extra in tmp.glob("*.data"):  # weights stay inside the .onnx file (all our models are < 2 GB)
+            extra.unlink()
+        if (path / "tokenizer.json").is_file():
+            shutil.copy(path / "tokenizer.json", tmp / "tokenizer.json")
+        else:  # a sentencepiece-only folder: write the fast tokenizer transformers built from it
+            tokenizer.backend_tokenizer.save(str(tmp / "tokenizer.json"))
+        config["model_file"] = model_file.name
+        config["buckets"] = None  # ONNX graphs take any length up to max_length
+        (tmp / "config.json").write_text(json.dumps(config, indent=1, ensure_ascii=False))
+        # The exported graph must reproduce the source model on the parity texts, here and on the device.
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
+        got = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
+        del session
+        report = compare_outputs(config["task"], got, reference)
+        thresholds = THRESHOLDS[quantize]
+        misses = parity_failures(report, thresholds)
+        if misses:
+            raise EdgelmError(f"the {target}/{quantize} export misses its parity thresholds: {'; '.join(misses)}")
+        files = {p.name: {"sha256": sha256_of(p), "bytes": p.stat().st_size} for p in sorted(tmp.iterdir())}
+        manifest = {
+            "bundle_format": BUNDLE_FORMAT,
+            "edgelm_version": __version__,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "export": {"target": target, "quantize": quantize, "opset": OPSET, "source": str(path),
+                       "runtime": "onnxruntime"},
+            "files": files,
+            "sizes": {"file_bytes": model_file.stat().st_size, "weights_by_part": part_sizes(model_file)},
+            "parity": {"texts": texts, "outputs": reference.tolist(), "thresholds": thresholds, "export_check": report},
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False))
+        done = subprocess.run([sys.executable, "-c", _VERIFY, str(tmp)], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise EdgelmError(f"the device runtime refused the new bundle: {done.stderr.strip().splitlines()[-1][:300]}")
+        manifest["device_check"] = json.loads(done.stdout.strip().splitlines()[-1])
+    shutil.rmtree(out / "__pycache__", ignore_errors=True)
+    manifest["path"] = str(out)
+    return manifest
+

@@ -1,0 +1,37 @@
+"""What an exported graph computes: token ids + mask in, the model's product out.
+
+Pooling lives in the graph (mean over the mask, then L2 norm, as the model's recipe says), so every
+runtime returns finished sentence embeddings and a device needs no pooling code of its own.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class EmbeddingGraph(torch.nn.Module):
+    """Encoder + pooling (+ normalization): (input_ids, attention_mask) -> sentence embeddings."""
+
+    def __init__(self, encoder: torch.nn.Module, pooling: str = "mean", normalize: bool = True):
+        super().__init__()
+        self.encoder, self.pooling, self.normalize = encoder, pooling, normalize
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if self.pooling == "cls":
+            vec = hidden[:, 0]
+        else:
+            m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            vec = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(vec, dim=-1) if self.normalize else vec
+
+
+class ClassifierGraph(torch.nn.Module):
+    """Sequence classifier: (input_ids, attention_mask) -> logits."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits

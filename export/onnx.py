@@ -1,0 +1,91 @@
+"""ONNX export (torch.onnx, dynamo) with dynamic batch and length, and onnxruntime quantization."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgelm.errors import EdgelmError
+
+OPSET = 18
+QUANT_MODES = ("none", "int8", "int8-static")
+
+
+def export_onnx(graph: torch.nn.Module, sample: tuple[torch.Tensor, torch.Tensor], path: Path) -> None:
+    """Write `graph` as ONNX with symbolic batch and sequence axes."""
+    import logging
+
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # e.g. "torchvision is not installed"
+    batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence", max=512)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                graph.eval(), sample, dynamo=True, opset_version=OPSET, verbose=False,
+                input_names=["input_ids", "attention_mask"], output_names=["output"],
+                dynamic_shapes=({0: batch, 1: seq}, {0: batch, 1: seq}),
+            )
+    except Exception as exc:  # torch.export reports untraceable models with many exception types
+        raise EdgelmError(f"the model cannot be traced for ONNX export: {str(exc).splitlines()[0][:300]}") from None
+    program.save(str(path))
+
+
+class _Calibration:
+    """onnxruntime CalibrationDataReader over real tokenized sentences."""
+
+    def __init__(self, batches: list[tuple[np.ndarray, np.ndarray]]):
+        self._it = iter([{"input_ids": i, "attention_mask": m} for i, m in batches])
+
+    def get_next(self):
+        return next(self._it, None)
+
+    def rewind(self):  # pragma: no cover - newer onnxruntime calls it
+        pass
+
+
+def quantize_onnx(fp32: Path, out: Path, mode: str, calibration: list[tuple[np.ndarray, np.ndarray]] | None = None) -> None:
+    """int8: dynamic (weights int8 per channel, embedding table included); int8-static: QDQ calibrated."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    pre = out.with_name(out.stem + ".pre.onnx")
+    # Symbolic shape inference cannot follow BERT's position slicing; plain ONNX inference suffices.
+    quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+    try:
+        if mode == "int8":
+            quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8, per_channel=True)
+        elif mode == "int8-static":
+            if not calibration:
+                raise EdgelmError("static int8 needs calibration sentences")
+            quantize_static(str(pre), str(out), _Calibration(calibration), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax,
+                            op_types_to_quantize=["MatMul", "Gemm", "Gather"])
+        else:
+            raise EdgelmError(f"unknown ONNX quantization {mode!r}; use one of {', '.join(QUANT_MODES)}")
+    finally:
+        pre.unlink(missing_ok=True)
+
+
+def part_sizes(path: Path) -> dict[str, int]:
+    """Bytes of the graph's weights by part: embeddings, encoder layers, head (and other)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    sizes = {"embeddings": 0, "encoder": 0, "head": 0, "other": 0}
+    for init in model.graph.initializer:
+        n = int(np.prod(init.dims)) * onnx.helper.tensor_dtype_to_np_dtype(init.data_type).itemsize if init.dims else 0
+        name = init.name.lower()
+        if "embedding" in name:
+            part = "embeddings"
+        elif "classifier" in name or "pooler" in name:
+            part = "head"
+        elif ".layer." in name or "encoder" in name:
+            part = "encoder"
+        else:
+            part = "other"
+        sizes[part] += n
+    return sizes
