@@ -105,9 +105,10 @@ def check_output(out: Path, cfg: DistillConfig, *, resume: bool, overwrite: bool
             raise EdgelmError(f"{out} is not empty and holds no edgelm run; choose another --out or pass --overwrite")
         return False
     previous = json.loads(run_file.read_text())
-    if not resume:
+    continues_with_task = cfg.phase == "task" and (out / "general" / "model.safetensors").is_file()
+    if not resume and not continues_with_task:
         raise EdgelmError(f"{out} already holds a run; pass --resume to continue it or --overwrite to replace it")
-    if previous.get("identity") != cfg.identity():
+    if previous.get("identity") != cfg.identity():  # phase 2 builds on exactly this phase-1 student
         changed = sorted(k for k in cfg.identity() if previous.get("identity", {}).get(k) != cfg.identity()[k])
         raise EdgelmError(f"{out} holds a different run (differs in {', '.join(changed)}); "
                           "use the same settings to --resume, or --overwrite")
@@ -180,7 +181,9 @@ def distill(cfg: DistillConfig, out: Path, *, data_root: Path | None, corpora_pa
     provenance = {"teacher": cfg.teacher, "teacher_path": str(teacher_path),
                   "teacher_source": (getattr(teacher.config, "edgelm", None) or {}).get("source"),
                   "teacher_layers": layers, "languages": [cfg.source, cfg.target], "edgelm_version": __version__}
+    previous = json.loads((out / RUN_FILE).read_text()) if resuming and (out / RUN_FILE).is_file() else {}
     summary: dict = {
+        **previous,
         "identity": cfg.identity(), "config": cfg.to_dict(), "provenance": provenance, "corpora": corpus_report,
         "vocabulary": vocab.stats,
         "parameters": {"teacher": sum(p.numel() for p in teacher.parameters())},
