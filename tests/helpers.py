@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from conftest import CliResult
+
 
 def assert_user_error(result: CliResult, *fragments: str) -> None:
     """A user error: non-zero exit, one line on stderr naming the problem, no traceback."""

@@ -72,5 +72,5 @@ def test_save_load_round_trip(tmp_path):
     back.apply(state)
     assert all(np.allclose(state[k], tuned[k]) for k in base)
     (tmp_path / "x.safetensors").write_bytes(b"not a diff")
-    with pytest.raises(Exception):
+    with pytest.raises(Exception, match="(?i)header|invalid|safetensor|not an edgelm"):
         SparseDiff.load(tmp_path / "x.safetensors")

@@ -21,7 +21,6 @@ import numpy as np
 
 from edgelm.atomic import atomic_dir, atomic_write_text
 from edgelm.data.corpus import read_corpus
-from edgelm.data.languages import normalize_language
 from edgelm.data.sib200 import load_sib200, sib200_languages
 from edgelm.data.tatoeba import load_tatoeba, tatoeba_languages
 from edgelm.distill.config import DistillConfig
