@@ -64,7 +64,7 @@ def distill_command(
     try:
         root = data_root(data)
     except EdgelmError:
-        if data is not None or no_bundled is False and not corpus:
+        if data is not None or not corpus:  # without a data folder, only --corpus text can train
             raise
         root = None
     have = sib200_languages(root) if root else []
