@@ -167,3 +167,22 @@ def test_cli_export_and_run(cli, bundles, tiny_teacher, tmp_path):
     assert_user_error(cli("export", str(tiny_teacher), "--target", "coreml", "--out", str(target)), "unknown target")
     assert_user_error(cli("export", str(tiny_teacher), "--quantize", "int4", "--out", str(target)), "int4")
     assert not target.exists()
+
+
+def test_bench_json_schema(cli, bundles, tmp_path):
+    out = tmp_path / "bench.json"
+    result = cli("bench", str(bundles["none"]), str(bundles["int8"]), "--runs", "5", "--warmup", "1",
+                 "--seq-len", "16,32", "--json", "--out", str(out))
+    assert result.code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert json.loads(out.read_text()) == report
+    assert {"cpu", "cores", "os", "python", "versions", "edgelm"} <= set(report["machine"])
+    assert report["peak_rss_mb"] > 0 and len(report["records"]) == 4
+    for rec in report["records"]:
+        assert {"target", "runtime", "threads", "seq_len", "batch", "p50_ms", "p90_ms", "p99_ms",
+                "throughput_per_s", "ratio_to_first", "file_mb", "load_s", "samples_ms"} <= set(rec)
+        assert len(rec["samples_ms"]) == 5 and rec["p50_ms"] <= rec["p99_ms"]
+    firsts = [r for r in report["records"] if r["target"] == str(bundles["none"])]
+    assert all(abs(r["ratio_to_first"] - 1) < 1e-9 for r in firsts)
+    assert_user_error(cli("bench", str(bundles["none"]), "--seq-len", "1000"), "between 3 and 512")
+    assert_user_error(cli("bench", str(bundles["none"]), "--runtime", "tensorrt"), "unknown runtime")

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from edgelm.cli import data, teacher
-from edgelm.cli.device import export_command, run_command
+from edgelm.cli.device import bench_command, export_command, run_command
 from edgelm.cli.distill import distill_command
 from edgelm.cli.evaluate import eval_command
 from edgelm.cli.output import err
@@ -26,6 +26,7 @@ app.command("distill")(distill_command)
 app.command("eval")(eval_command)
 app.command("export")(export_command)
 app.command("run")(run_command)
+app.command("bench")(bench_command)
 
 
 @app.command()

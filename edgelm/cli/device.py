@@ -89,3 +89,46 @@ def run_command(
                             [[t[:60], p["label"], p["score"]] for t, p in zip(r["texts"], r["predictions"])]))
 
     emit(result, as_json=as_json, json_out=None, render=render)
+
+
+def bench_command(
+    targets: Annotated[list[str], typer.Argument(help="Bundles (or checkpoint folders with --runtime torch); several = --compare.")],
+    runtime: Annotated[str, typer.Option(help="onnxruntime | torch.")] = "onnxruntime",
+    seq_len: Annotated[str, typer.Option("--seq-len", help="Comma-separated sequence lengths.")] = "32,128",
+    batch: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1",
+    threads: Annotated[int, typer.Option(help="Runtime threads.")] = 1,
+    runs: Annotated[int, typer.Option(help="Timed calls per case (after warm-up).")] = 30,
+    warmup: Annotated[int, typer.Option(help="Untimed calls per case first.")] = 5,
+    data: Annotated[Optional[Path], typer.Option(help="Data folder (real sentences).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print records (with raw samples) as JSON.")] = False,
+    json_out: Annotated[Optional[Path], typer.Option("--out", help="Also write the JSON to this file.")] = None,
+) -> None:
+    """Latency (p50/p90/p99), throughput, memory, size and load time; several targets interleaved."""
+    from edgelm.bench.harness import run_bench
+
+    def ints(text: str, what: str) -> tuple[int, ...]:
+        try:
+            values = tuple(int(x) for x in text.split(",") if x.strip())
+        except ValueError:
+            raise EdgelmError(f"--{what} takes comma-separated integers, not {text!r}") from None
+        if not values or min(values) < 1:
+            raise EdgelmError(f"--{what} values must be at least 1")
+        return values
+
+    lens = ints(seq_len, "seq-len")
+    if max(lens) > 512 or min(lens) < 3:
+        raise EdgelmError("--seq-len values must be between 3 and 512")
+    result = run_bench(targets, runtime=runtime, seq_lens=lens, batches=ints(batch, "batch"),
+                       threads=threads, runs=runs, warmup=warmup, data=data)
+
+    def render(r: dict) -> None:
+        rows = [[Path(x["target"]).name, x["seq_len"], x["batch"], x["p50_ms"], x["p90_ms"], x["p99_ms"],
+                 f"{x['throughput_per_s']:.1f}", f"{x['ratio_to_first']:.2f}×", f"{x['file_mb']:.1f}", f"{x['load_s']:.2f}"]
+                for x in r["records"]]
+        m = r["machine"]
+        out.print(table(f"{runtime}, {threads} thread(s), {r['runs']} runs; {m['cpu']} ({m['cores']} cores)",
+                        ["target", "seq", "batch", "p50 ms", "p90 ms", "p99 ms", "per s", "vs first", "MB", "load s"],
+                        rows))
+        out.print(f"peak RSS {r['peak_rss_mb']:.0f} MB")
+
+    emit(result, as_json=as_json, json_out=json_out, render=render)

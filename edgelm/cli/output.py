@@ -11,7 +11,10 @@ from rich.table import Table
 
 from edgelm.atomic import atomic_write_text
 
-out = Console()
+import sys
+
+# Tables for files and pipes get room for their columns; a terminal keeps its own width.
+out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False)
 
 
