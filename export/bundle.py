@@ -105,7 +105,7 @@ def export_bundle(model: str, target: str, quantize: str, out: str | Path, *, da
 
     from edgelm import __version__
     from edgelm.encoder import check_checkpoint
-    from edgelm.export.onnx import OPSET, export_onnx, part_sizes, quantize_onnx
+    from edgelm.export.onnx import OPSET, export_onnx, initializer_parts, part_sizes, quantize_onnx
     from edgelm.teacher.registry import resolve_model
 
     check_options(target, quantize)
@@ -123,6 +123,7 @@ def export_bundle(model: str, target: str, quantize: str, out: str | Path, *, da
     with atomic_dir(out, replace=overwrite) as tmp:
         fp32 = tmp / "model.fp32.onnx"
         export_onnx(graph, (ids[:2], mask[:2]), fp32)
+        parts = initializer_parts(fp32)
         model_file = tmp / "model.onnx"
         if quantize == "none":
             fp32.rename(model_file)
@@ -163,7 +164,7 @@ def export_bundle(model: str, target: str, quantize: str, out: str | Path, *, da
             "export": {"target": target, "quantize": quantize, "opset": OPSET, "source": str(path),
                        "runtime": "onnxruntime"},
             "files": files,
-            "sizes": {"file_bytes": model_file.stat().st_size, "weights_by_part": part_sizes(model_file)},
+            "sizes": {"file_bytes": model_file.stat().st_size, "weights_by_part": part_sizes(model_file, parts)},
             "parity": {"texts": texts, "outputs": reference.tolist(), "thresholds": thresholds, "export_check": report},
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False))

@@ -70,22 +70,48 @@ def quantize_onnx(fp32: Path, out: Path, mode: str, calibration: list[tuple[np.n
         pre.unlink(missing_ok=True)
 
 
-def part_sizes(path: Path) -> dict[str, int]:
-    """Bytes of the graph's weights by part: embeddings, encoder layers, head (and other)."""
+def _part_of(text: str) -> str | None:
+    text = text.lower()
+    if "embeddings" in text:
+        return "embeddings"
+    if "classifier" in text or "pooler" in text:
+        return "head"
+    if ".layer." in text:
+        return "encoder"
+    return None
+
+
+def initializer_parts(path: Path) -> dict[str, str]:
+    """Which part (embeddings / encoder / head) each weight of an exported fp32 graph belongs to.
+
+    The dynamo exporter names many weights `val_N`; the module path survives only in the consuming
+    node's name scopes, which quantization drops, so this is read from the fp32 graph.
+    """
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    inits = {i.name for i in model.graph.initializer}
+    parts: dict[str, str] = {}
+    for node in model.graph.node:
+        scope = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), "")
+        part = _part_of(scope)
+        for name in node.input:
+            if part and name in inits:
+                parts.setdefault(name, part)
+    return parts
+
+
+def part_sizes(path: Path, parts: dict[str, str] | None = None) -> dict[str, int]:
+    """Bytes of the graph's weights by part: embeddings, encoder layers, head, other."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
     sizes = {"embeddings": 0, "encoder": 0, "head": 0, "other": 0}
     for init in model.graph.initializer:
         n = int(np.prod(init.dims)) * onnx.helper.tensor_dtype_to_np_dtype(init.data_type).itemsize if init.dims else 0
-        name = init.name.lower()
-        if "embedding" in name:
-            part = "embeddings"
-        elif "classifier" in name or "pooler" in name:
-            part = "head"
-        elif ".layer." in name or "encoder" in name:
-            part = "encoder"
-        else:
-            part = "other"
+        base = init.name
+        for suffix in ("_quantized", "_scale", "_zero_point"):
+            base = base.removesuffix(suffix)
+        part = (parts or {}).get(base) or _part_of(init.name) or "other"
         sizes[part] += n
     return sizes
