@@ -166,15 +166,14 @@ def distill(cfg: DistillConfig, out: Path, *, data_root: Path | None, corpora_pa
     if overwrite and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
+    prefixes = list((getattr(teacher.config, "edgelm", None) or {}).get("prefixes", {}).values())
+    vocab = trim_vocabulary(tok_json, corpora, threshold=cfg.vocab_threshold, min_count=cfg.vocab_min_count,
+                            extra_texts=prefixes)
     if resuming and (out / "vocab.json").is_file():
         kept = np.array(json.loads((out / "vocab.json").read_text())["kept"], dtype=np.int64)
-        vocab = trim_vocabulary(tok_json, corpora, threshold=cfg.vocab_threshold, min_count=cfg.vocab_min_count,
-                                extra_texts=list((getattr(teacher.config, "edgelm", None) or {}).get("prefixes", {}).values()))
         if not np.array_equal(vocab.kept, kept):
             raise EdgelmError(f"the corpora changed since {out} was started; the vocabulary would differ")
     else:
-        vocab = trim_vocabulary(tok_json, corpora, threshold=cfg.vocab_threshold, min_count=cfg.vocab_min_count,
-                                extra_texts=list((getattr(teacher.config, "edgelm", None) or {}).get("prefixes", {}).values()))
         atomic_write_text(out / "vocab.json", json.dumps({"kept": vocab.kept.tolist(), "stats": vocab.stats}))
 
     provenance = {"teacher": cfg.teacher, "teacher_path": str(teacher_path),
