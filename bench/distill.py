@@ -26,7 +26,7 @@ import numpy as np
 
 
 def _ckpt_mb(folder: Path) -> float:
-    return sum(p.stat().st_size for p in folder.glob("*.safetensors") if p.name == "model.safetensors") / 2**20
+    return (folder / "model.safetensors").stat().st_size / 2**20
 
 
 def _latency(folders: dict[str, Path], sentences: list[str], rounds: int = 5) -> dict[str, dict]:

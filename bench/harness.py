@@ -8,6 +8,7 @@ noisy machine slows every case alike, and each row reports its ratio to the firs
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
 import resource
@@ -36,11 +37,11 @@ def machine_info() -> dict:
     except OSError:
         pass
     versions = {}
-    for mod in ("numpy", "tokenizers", "onnxruntime", "torch"):
-        try:
-            versions[mod] = __import__(mod).__version__ if mod != "torch" or _torch_loaded() else None
-        except ImportError:
-            versions[mod] = None
+    for dist in ("numpy", "tokenizers", "onnxruntime", "torch"):
+        try:  # read from package metadata: recording a version must not import torch
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            versions[dist] = None
     commit = None
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
@@ -51,11 +52,6 @@ def machine_info() -> dict:
             "python": platform.python_version(), "versions": versions, "edgelm": __version__, "commit": commit,
             "device_profile": os.environ.get("EDGELM_DEVICE", "this machine")}
 
-
-def _torch_loaded() -> bool:
-    import sys
-
-    return "torch" in sys.modules
 
 
 @dataclass

@@ -77,6 +77,12 @@ def load_model(path: Path, model_class=None, **kwargs):
     return model.eval()
 
 
+def encode_texts(tokenizer, texts: list[str], prefix: str, max_length: int):
+    """Token ids and mask (torch) for prefix + text, truncated to `max_length`, padded to the longest."""
+    return tokenizer([prefix + t for t in texts], padding=True, truncation=True, max_length=max_length,
+                     return_tensors="pt")
+
+
 class Encoder:
     """A transformers encoder with its tokenizer and embedding recipe."""
 
@@ -104,10 +110,7 @@ class Encoder:
 
     def tokenize(self, texts: list[str]):
         """Token ids and mask for `texts` with the recipe's prefix, padded to the longest."""
-        return self.tokenizer(
-            [self.recipe.prefix + t for t in texts], padding=True, truncation=True,
-            max_length=self.max_length, return_tensors="pt",
-        )
+        return encode_texts(self.tokenizer, texts, self.recipe.prefix, self.max_length)
 
     def pool(self, hidden, mask):
         """Sentence vectors from token states (torch tensors), as the recipe says."""

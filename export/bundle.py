@@ -17,7 +17,8 @@ from pathlib import Path
 
 from edgelm.atomic import atomic_dir
 from edgelm.errors import EdgelmError
-from edgelm.runtime.bundle import BUNDLE_FORMAT, sha256_of
+from edgelm.hashing import sha256_file
+from edgelm.runtime.bundle import BUNDLE_FORMAT
 from edgelm.runtime.model import compare_outputs, parity_failures
 
 TARGETS = {"onnx": ("none", "int8", "int8-static"), "tflite": ("none", "fp16", "int8")}
@@ -92,11 +93,6 @@ def _load_graph(path: Path):
     return graph.eval(), tokenizer, config
 
 
-def _tokenize(tokenizer, texts: list[str], prefix: str, max_length: int):
-    b = tokenizer([prefix + t for t in texts], padding=True, truncation=True, max_length=max_length,
-                  return_tensors="pt")
-    return b["input_ids"], b["attention_mask"]
-
 
 def export_bundle(model: str, target: str, quantize: str, out: str | Path, *, data: Path | None = None,
                   overwrite: bool = False) -> dict:
@@ -104,7 +100,7 @@ def export_bundle(model: str, target: str, quantize: str, out: str | Path, *, da
     import torch
 
     from edgelm import __version__
-    from edgelm.encoder import check_checkpoint
+    from edgelm.encoder import check_checkpoint, encode_texts
     from edgelm.export.onnx import OPSET, export_onnx, initializer_parts, part_sizes, quantize_onnx
     from edgelm.teacher.registry import resolve_model
 
@@ -116,7 +112,8 @@ def export_bundle(model: str, target: str, quantize: str, out: str | Path, *, da
     check_checkpoint(path)
     graph, tokenizer, config = _load_graph(path)
     texts = parity_texts(data, config["languages"])
-    ids, mask = _tokenize(tokenizer, texts, config["prefix"], config["max_length"])
+    batch = encode_texts(tokenizer, texts, config["prefix"], config["max_length"])
+    ids, mask = batch["input_ids"], batch["attention_mask"]
     with torch.inference_mode():
         reference = graph(ids, mask).float().numpy()
 
@@ -131,9 +128,9 @@ def export_bundle(model: str, target: str, quantize: str, out: str | Path, *, da
             calibration = None
             if quantize == "int8-static":
                 calib_texts = parity_texts(data, config["languages"] or ["eng_Latn"]) * 4
-                calibration = [tuple(t.numpy() for t in _tokenize(tokenizer, calib_texts[i : i + 8], config["prefix"],
-                                                                   config["max_length"]))
-                               for i in range(0, len(calib_texts), 8)]
+                batches = [encode_texts(tokenizer, calib_texts[i : i + 8], config["prefix"], config["max_length"])
+                           for i in range(0, len(calib_texts), 8)]
+                calibration = [(b["input_ids"].numpy(), b["attention_mask"].numpy()) for b in batches]
             quantize_onnx(fp32, model_file, quantize, calibration)
             fp32.unlink()
         for extra in tmp.glob("*.data"):  # weights stay inside the .onnx file (all our models are < 2 GB)
@@ -156,7 +153,7 @@ def export_bundle(model: str, target: str, quantize: str, out: str | Path, *, da
         misses = parity_failures(report, thresholds)
         if misses:
             raise EdgelmError(f"the {target}/{quantize} export misses its parity thresholds: {'; '.join(misses)}")
-        files = {p.name: {"sha256": sha256_of(p), "bytes": p.stat().st_size} for p in sorted(tmp.iterdir())}
+        files = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in sorted(tmp.iterdir())}
         manifest = {
             "bundle_format": BUNDLE_FORMAT,
             "edgelm_version": __version__,

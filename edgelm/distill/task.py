@@ -29,6 +29,7 @@ from edgelm.distill.config import DistillConfig
 from edgelm.distill.losses import attention_mse, hidden_mse, logit_kd
 from edgelm.distill.lt_sft import mask_gradients, select_mask
 from edgelm.distill.student import layer_map
+from edgelm.encoder import encode_texts
 from edgelm.errors import EdgelmError
 from edgelm.kernels.sparse_diff import SparseDiff
 from edgelm.progress import progress_bar
@@ -41,21 +42,15 @@ def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]
     return [perm[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
-def _encode(tokenizer, texts: list[str], prefix: str, max_length: int):
-    return tokenizer([prefix + t for t in texts], padding=True, truncation=True, max_length=max_length,
-                     return_tensors="pt")
-
 
 @torch.no_grad()
-def accuracy(model, tokenizer, texts: list[str], labels: np.ndarray, prefix: str, max_length: int = 128,
-             id_map: torch.Tensor | None = None) -> float:
-    """Accuracy of a sequence classifier on `texts` (ids mapped through `id_map` when given)."""
+def accuracy(model, tokenizer, texts: list[str], labels: np.ndarray, prefix: str, max_length: int = 128) -> float:
+    """Accuracy of a sequence classifier on `texts`."""
     model.eval()
     preds = []
     for i in range(0, len(texts), 64):
-        b = _encode(tokenizer, texts[i : i + 64], prefix, max_length)
-        ids = b["input_ids"] if id_map is None else id_map[b["input_ids"]]
-        preds.append(model(input_ids=ids, attention_mask=b["attention_mask"]).logits.argmax(-1).numpy())
+        b = encode_texts(tokenizer, texts[i : i + 64], prefix, max_length)
+        preds.append(model(**b).logits.argmax(-1).numpy())
     return float(np.mean(np.concatenate(preds) == labels))
 
 
@@ -99,7 +94,7 @@ def task_teacher(cfg: DistillConfig, teacher_path: Path, out: Path, data_root: P
         for epoch in range(cfg.teacher_epochs):
             model.train()
             for idx in _batches(len(train), cfg.task_batch_size, cfg.seed, epoch):
-                b = _encode(tokenizer, [train[i].text for i in idx], prefix, cfg.max_length)
+                b = encode_texts(tokenizer, [train[i].text for i in idx], prefix, cfg.max_length)
                 loss = F.cross_entropy(model(**b).logits, y[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -169,7 +164,7 @@ def train_task(cfg: DistillConfig, teacher_path: Path, out: Path, *, data_root: 
             while state["epoch"] < epochs:
                 student.train()
                 for idx in _batches(len(train), cfg.task_batch_size, cfg.seed, 1000 * state["stage"] + state["epoch"]):
-                    b = _encode(tokenizer, [train[i].text for i in idx], prefix, cfg.max_length)
+                    b = encode_texts(tokenizer, [train[i].text for i in idx], prefix, cfg.max_length)
                     with torch.no_grad():
                         t_out = teacher(input_ids=kept[b["input_ids"]], attention_mask=b["attention_mask"],
                                         output_hidden_states=True, output_attentions=bool(cfg.alpha_task_attn))

@@ -50,13 +50,12 @@ def evaluate_model(model: str, *, tasks: list[str], languages: list[str] | None 
             tat_langs = [l for l in wanted if l in have]
         else:
             tat_langs = have
-    if threads:
-        import torch
+    import torch
 
+    if threads:
         torch.set_num_threads(threads)
     started = time.perf_counter()
     encoder = Encoder.load(model, prefix=prefix)
-    import torch
 
     report: dict = {
         "edgelm_version": __version__,

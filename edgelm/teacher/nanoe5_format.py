@@ -13,7 +13,6 @@ Parsing is pure numpy: the file is data, nothing in it is executed.
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,14 +75,6 @@ def dequantize_q4_0(raw: bytes | memoryview, n: int) -> np.ndarray:
     q = np.concatenate([qs & 0x0F, qs >> 4], axis=1).astype(np.int8) - 8  # (nblocks, 32)
     return (q.astype(np.float32) * d).reshape(-1)
 
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 class _Cursor:
