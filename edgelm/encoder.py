@@ -60,12 +60,28 @@ def load_tokenizer(path: Path):
     return AutoTokenizer.from_pretrained(path, use_fast=True, fix_mistral_regex=False)
 
 
+def _import_torchao_quietly() -> None:
+    """transformers imports torchao when it is installed (the tflite extra brings it), and torchao
+    greets with missing-CUDA-kernel and deprecation lines; import it once with those silenced."""
+    import importlib.util
+    import logging
+    import sys
+
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)  # torchao's enum registrations
+    if "torchao" not in sys.modules and importlib.util.find_spec("torchao") is not None:
+        from edgelm.quiet import quiet_native_output
+
+        with quiet_native_output():
+            import torchao  # noqa: F401
+
+
 def load_model(path: Path, model_class=None, **kwargs):
     """Load weights from safetensors (never pickle, never remote code), in eval mode."""
     from transformers import AutoConfig, AutoModel
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # "newly initialized" heads are expected here, not news
+    _import_torchao_quietly()
     config = AutoConfig.from_pretrained(path)
     model_class = model_class or AutoModel
     if model_class is AutoModel and config.model_type in _POOLER_MODELS:

@@ -19,8 +19,9 @@ from edgelm.atomic import atomic_dir
 from edgelm.errors import EdgelmError
 from edgelm.hashing import sha256_file
 from edgelm.runtime.bundle import BUNDLE_FORMAT
-from edgelm.runtime.model import compare_outputs, parity_failures
+from edgelm.runtime.model import RUNS, compare_outputs, pad_to_bucket, parity_failures
 
+RUNS_FIRST = {target: backends[0] for target, backends in RUNS.items()}
 TARGETS = {"onnx": ("none", "int8", "int8-static"), "tflite": ("none", "fp16", "int8")}
 # Parity thresholds per quantization: minimum cosine of outputs (embeddings or logits) to the
 # source model, and for classifiers the share of identical predicted labels.
@@ -47,9 +48,13 @@ def check_options(target: str, quantize: str) -> None:
         raise EdgelmError(f"unknown target {target!r}; use one of {', '.join(TARGETS)}")
     if quantize not in TARGETS[target]:
         raise EdgelmError(f"--quantize {quantize} is not available for {target}; use one of {', '.join(TARGETS[target])}")
-    if target == "tflite":
-        raise EdgelmError("the TFLite target (litert-torch, fixed-length buckets) is not in this version yet; "
-                          "use --target onnx")
+
+
+def check_buckets(buckets: tuple[int, ...]) -> tuple[int, ...]:
+    """Sequence buckets for fixed-shape targets: distinct lengths between 8 and 512, ascending."""
+    if not buckets or min(buckets) < 8 or max(buckets) > 512:
+        raise EdgelmError("--buckets must be lengths between 8 and 512, e.g. 32,64,128")
+    return tuple(sorted(set(buckets)))
 
 
 def parity_texts(data: Path | None, languages: list[str]) -> list[str]:
@@ -64,6 +69,12 @@ def parity_texts(data: Path | None, languages: list[str]) -> list[str]:
         for lang in [l for l in languages if l in have] or ["eng_Latn"]:
             texts += [r.text for r in load_sib200(data, lang, "dev")[:4]]
     return (texts + CURATED[:8])[:16]
+
+
+def architecture(config) -> dict:
+    """The shape numbers a device-side estimate needs (FLOPs and bytes per call)."""
+    return {"layers": config.num_hidden_layers, "hidden": config.hidden_size, "heads": config.num_attention_heads,
+            "intermediate": config.intermediate_size, "vocab": config.vocab_size}
 
 
 def _load_graph(path: Path):
@@ -89,79 +100,114 @@ def _load_graph(path: Path):
     languages = (meta.get("distilled") or {}).get("languages") or []
     config = {"task": task, "labels": labels, "pooling": recipe.pooling, "normalize": recipe.normalize,
               "prefix": recipe.prefix, "pad_id": model.config.pad_token_id if model.config.pad_token_id is not None else 1,
-              "max_length": min(512, model.config.max_position_embeddings), "languages": languages}
+              "max_length": min(512, model.config.max_position_embeddings), "languages": languages,
+              "architecture": architecture(model.config)}
     return graph.eval(), tokenizer, config
 
 
 
+def _write_onnx(tmp: Path, graph, ids, mask, quantize: str, calibration) -> tuple[Path, dict, dict]:
+    from edgelm.export.onnx import OPSET, export_onnx, initializer_parts, part_sizes, quantize_onnx
+
+    fp32 = tmp / "model.fp32.onnx"
+    export_onnx(graph, (ids[:2], mask[:2]), fp32)
+    parts = initializer_parts(fp32)
+    model_file = tmp / "model.onnx"
+    if quantize == "none":
+        fp32.rename(model_file)
+    else:
+        quantize_onnx(fp32, model_file, quantize, calibration() if quantize == "int8-static" else None)
+        fp32.unlink()
+    for extra in tmp.glob("*.data"):  # weights stay inside the .onnx file (all our models are < 2 GB)
+        extra.unlink()
+    config = {"model_file": model_file.name, "buckets": None}  # ONNX graphs take any length up to max_length
+    return model_file, config, {"opset": OPSET, "weights_by_part": part_sizes(model_file, parts)}
+
+
+def _write_tflite(tmp: Path, graph, ids, quantize: str, buckets: tuple[int, ...], vocab_rows: set[int]):
+    from edgelm.export.tflite import INPUT_NAMES, export_tflite, signature_name, tflite_part_sizes
+
+    model_file = tmp / "model.tflite"
+    export_tflite(graph, buckets, model_file, quantize, sample_ids=ids)
+    config = {"model_file": model_file.name, "buckets": list(buckets),
+              "signatures": {str(b): signature_name(b) for b in buckets}, "signature_inputs": INPUT_NAMES}
+    return model_file, config, {"weights_by_part": tflite_part_sizes(model_file, vocab_rows)}
+
+
 def export_bundle(model: str, target: str, quantize: str, out: str | Path, *, data: Path | None = None,
-                  overwrite: bool = False) -> dict:
+                  overwrite: bool = False, buckets: tuple[int, ...] | None = None) -> dict:
     """Export `model` (name, folder or hub id) to a verified bundle at `out`; return the manifest."""
     import torch
 
     from edgelm import __version__
     from edgelm.encoder import check_checkpoint, encode_texts
-    from edgelm.export.onnx import OPSET, export_onnx, initializer_parts, part_sizes, quantize_onnx
+    from edgelm.runtime.bundle import Bundle
+    from edgelm.runtime.model import make_backend
     from edgelm.teacher.registry import resolve_model
 
     check_options(target, quantize)
+    if target == "tflite":
+        from edgelm.export.tflite import DEFAULT_BUCKETS
+
+        buckets = check_buckets(tuple(buckets or DEFAULT_BUCKETS))
+        import importlib.util
+
+        if importlib.util.find_spec("litert_torch") is None:
+            raise EdgelmError("the TFLite target needs litert-torch: pip install 'edgelm[tflite]'")
     out = Path(out)
     if out.exists() and not overwrite:
         raise EdgelmError(f"{out} exists; choose another --out or pass --overwrite")
     path = resolve_model(model)
     check_checkpoint(path)
     graph, tokenizer, config = _load_graph(path)
+    if target == "tflite":
+        config["max_length"] = min(config["max_length"], max(buckets))
     texts = parity_texts(data, config["languages"])
     batch = encode_texts(tokenizer, texts, config["prefix"], config["max_length"])
     ids, mask = batch["input_ids"], batch["attention_mask"]
     with torch.inference_mode():
         reference = graph(ids, mask).float().numpy()
 
+    def calibration():
+        calib_texts = parity_texts(data, config["languages"] or ["eng_Latn"]) * 4
+        batches = [encode_texts(tokenizer, calib_texts[i : i + 8], config["prefix"], config["max_length"])
+                   for i in range(0, len(calib_texts), 8)]
+        return [(b["input_ids"].numpy(), b["attention_mask"].numpy()) for b in batches]
+
     with atomic_dir(out, replace=overwrite) as tmp:
-        fp32 = tmp / "model.fp32.onnx"
-        export_onnx(graph, (ids[:2], mask[:2]), fp32)
-        parts = initializer_parts(fp32)
-        model_file = tmp / "model.onnx"
-        if quantize == "none":
-            fp32.rename(model_file)
+        if target == "onnx":
+            model_file, file_config, sizes = _write_onnx(tmp, graph, ids, mask, quantize, calibration)
         else:
-            calibration = None
-            if quantize == "int8-static":
-                calib_texts = parity_texts(data, config["languages"] or ["eng_Latn"]) * 4
-                batches = [encode_texts(tokenizer, calib_texts[i : i + 8], config["prefix"], config["max_length"])
-                           for i in range(0, len(calib_texts), 8)]
-                calibration = [(b["input_ids"].numpy(), b["attention_mask"].numpy()) for b in batches]
-            quantize_onnx(fp32, model_file, quantize, calibration)
-            fp32.unlink()
-        for extra in tmp.glob("*.data"):  # weights stay inside the .onnx file (all our models are < 2 GB)
-            extra.unlink()
+            vocab_rows = {graph_config(graph).vocab_size, graph_config(graph).max_position_embeddings}
+            model_file, file_config, sizes = _write_tflite(tmp, graph, ids, quantize, buckets, vocab_rows)
+        config |= file_config
         if (path / "tokenizer.json").is_file():
             shutil.copy(path / "tokenizer.json", tmp / "tokenizer.json")
         else:  # a sentencepiece-only folder: write the fast tokenizer transformers built from it
             tokenizer.backend_tokenizer.save(str(tmp / "tokenizer.json"))
-        config["model_file"] = model_file.name
-        config["buckets"] = None  # ONNX graphs take any length up to max_length
         (tmp / "config.json").write_text(json.dumps(config, indent=1, ensure_ascii=False))
-        # The exported graph must reproduce the source model on the parity texts, here and on the device.
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
-        got = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
-        del session
+        # The exported file must reproduce the source model on the parity texts, here and on the device.
+        backend = make_backend(RUNS_FIRST[target], Bundle(tmp, {"export": {"target": target}}, config), None)
+        got = backend(*pad_to_bucket(ids.numpy(), mask.numpy(), config["buckets"], config["pad_id"]))
+        del backend
         report = compare_outputs(config["task"], got, reference)
         thresholds = THRESHOLDS[quantize]
         misses = parity_failures(report, thresholds)
         if misses:
             raise EdgelmError(f"the {target}/{quantize} export misses its parity thresholds: {'; '.join(misses)}")
         files = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in sorted(tmp.iterdir())}
+        export_meta = {"target": target, "quantize": quantize, "source": str(path), "runtime": RUNS_FIRST[target]}
+        if "opset" in sizes:
+            export_meta["opset"] = sizes.pop("opset")
+        if buckets:
+            export_meta["buckets"] = list(buckets)
         manifest = {
             "bundle_format": BUNDLE_FORMAT,
             "edgelm_version": __version__,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "export": {"target": target, "quantize": quantize, "opset": OPSET, "source": str(path),
-                       "runtime": "onnxruntime"},
+            "export": export_meta,
             "files": files,
-            "sizes": {"file_bytes": model_file.stat().st_size, "weights_by_part": part_sizes(model_file, parts)},
+            "sizes": {"file_bytes": model_file.stat().st_size, **sizes},
             "parity": {"texts": texts, "outputs": reference.tolist(), "thresholds": thresholds, "export_check": report},
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False))
@@ -173,3 +219,7 @@ def export_bundle(model: str, target: str, quantize: str, out: str | Path, *, da
     manifest["path"] = str(out)
     return manifest
 
+
+def graph_config(graph):
+    """The transformers config of the model inside an export graph."""
+    return (graph.encoder if hasattr(graph, "encoder") else graph.model).config

