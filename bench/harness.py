@@ -176,19 +176,18 @@ class _Runner:
         self.call = engine.query
 
 
-def _memory_probe(target: str, runtime: str, threads: int, seq_lens: tuple[int, ...], data: str | None) -> float:
+def _memory_probe(target: str, runtime: str, threads: int, seq_lens: tuple[int, ...], texts: list[str]) -> float:
     """Peak resident MB of a fresh process that loads `target` and runs each length a few times."""
     code = ("import json, sys\n"
-            "from edgelm.bench.harness import _Runner, real_inputs, bench_texts\n"
-            "t, rt, th, lens, data = json.loads(sys.argv[1])\n"
+            "from edgelm.bench.harness import _Runner, real_inputs\n"
+            "t, rt, th, lens, texts = json.loads(sys.stdin.read())\n"
             "r = _Runner(t, rt, th)\n"
-            "texts = bench_texts(data)\n"
             "for n in lens:\n"
             "    args = r.prepare(*real_inputs(texts, r.encode, n, 1))\n"
             "    [r.call(*args) for _ in range(3)]\n"
             "from edgelm.bench.harness import peak_rss_mb\n"
             "print(peak_rss_mb())\n")
-    done = subprocess.run([sys.executable, "-c", code, json.dumps([target, runtime, threads, list(seq_lens), data])],
+    done = subprocess.run([sys.executable, "-c", code], input=json.dumps([target, runtime, threads, list(seq_lens), texts]),
                           capture_output=True, text=True)
     if done.returncode != 0:
         raise EdgelmError(f"measuring the memory of {target} failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
@@ -207,12 +206,24 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform != "darwin" else 2**20)
 
 
-def bench_texts(data: str | Path | None) -> list[str]:
-    """The real sentences every target is timed on: SIB-200 English test text."""
+def bench_texts(data: str | Path | None, specs: list[tuple[str, str]] = ()) -> list[str]:
+    """The real sentences every target is timed on: SIB-200 English test text, or on a device
+    without the data folder, the real sentences of the bundles' parity records."""
     from edgelm.data.locate import data_root
     from edgelm.data.sib200 import load_sib200
 
-    return [r.text for r in load_sib200(data_root(Path(data) if data else None), "eng_Latn", "test")]
+    try:
+        return [r.text for r in load_sib200(data_root(Path(data) if data else None), "eng_Latn", "test")]
+    except EdgelmError:
+        if data is not None:
+            raise
+    from edgelm.runtime.bundle import Bundle
+
+    texts = [t for path, rt in specs if (Path(path) / "manifest.json").is_file()
+             for t in Bundle.open(path, verify=False).manifest["parity"]["texts"]]
+    if not texts:
+        raise EdgelmError("no data folder (set EDGELM_DATA or --data) and no bundle to take real sentences from")
+    return texts
 
 
 def _architecture(runner: _Runner, path: str, runtime: str) -> tuple[dict | None, str]:
@@ -243,7 +254,7 @@ def run_bench(targets: list[str], *, runtime: str | None = None, seq_lens=(32, 1
     if runs < 1 or warmup < 0 or threads < 1:
         raise EdgelmError("--runs and --threads must be at least 1")
     specs = [split_target(t, runtime) for t in targets]
-    texts = bench_texts(data)
+    texts = bench_texts(data, specs)
     runners = {spec: _Runner(*spec, threads) for spec in specs}
     records: list[Record] = []
     cases = []
@@ -268,7 +279,7 @@ def run_bench(targets: list[str], *, runtime: str | None = None, seq_lens=(32, 1
     peak_by_target = {}
     if memory:
         for path, rt in specs:
-            peak_by_target[(path, rt)] = _memory_probe(path, rt, threads, tuple(seq_lens), str(data) if data else None)
+            peak_by_target[(path, rt)] = _memory_probe(path, rt, threads, tuple(seq_lens), texts)
     first = {(rec.seq_len, rec.batch): rec.summary()["p50_ms"] for rec in records
              if (rec.target, rec.runtime) == specs[0]}
     rows = []

@@ -10,6 +10,7 @@ from edgelm.cli import data, teacher
 from edgelm.cli.device import bench_command, export_command, run_command
 from edgelm.cli.distill import distill_command
 from edgelm.cli.evaluate import eval_command
+from edgelm.cli.metrics import metrics_command
 from edgelm.cli.output import err
 from edgelm.errors import EdgelmError
 
@@ -27,6 +28,7 @@ app.command("eval")(eval_command)
 app.command("export")(export_command)
 app.command("run")(run_command)
 app.command("bench")(bench_command)
+app.command("metrics")(metrics_command)
 
 
 @app.command()
