@@ -19,6 +19,9 @@ fi
 venv/bin/python -c "import importlib.util as u; assert u.find_spec('torch') is None; print('== torch installed: no')"
 for b in "$@"; do
   echo "== parity check + run: $b"
+  venv/bin/python -c "import sys; from edgelm.runtime import Model; m = Model.load(sys.argv[1], check_parity=False)
+r = m.check_parity(); print(f'parity ({m.backend.name}, {len(m.bundle.manifest[\"parity\"][\"texts\"])} sentences): '
+      f'min cosine {r[\"min_cosine\"]:.5f} to the source model, threshold {m.bundle.manifest[\"parity\"][\"thresholds\"][\"min_cosine\"]}')" "$b"
   venv/bin/edgelm run "$b" "Serikali imetangaza bajeti mpya ya elimu." "The government announced a new education budget."
 done
 echo "== bench"
