@@ -131,3 +131,29 @@ def test_cli_on_json_and_tsv(cli, tmp_path):
     assert_user_error(cli("metrics", str(tsv), "--target", "spec_A=Z"), "unknown domain 'Z'")
     assert_user_error(cli("metrics", str(tsv), "--cdtr", "odd"), "unknown CDTR form")
     assert_user_error(cli("metrics", str(tmp_path / "none.json")), "no score matrix")
+
+
+def test_eval_domains_builds_matrices_metrics_reads(cli, tiny_teacher, teacher_dir, tmp_path):
+    """Languages and SIB-200 topics as domains, from real models on real data, straight into metrics."""
+    langs = "eng_Latn,swh_Latn,hin_Deva"
+    out = tmp_path / "langs.json"
+    res = cli("eval", str(teacher_dir), str(tiny_teacher), "--domains", "languages", "--languages", langs,
+              "--json", "--out", str(out))
+    assert res.code == 0, res.stderr
+    m = json.loads(res.stdout)
+    assert m["domains"] == langs.split(",") and list(m["scores"]) == [str(teacher_dir), str(tiny_teacher)]
+    teacher, tiny = m["scores"][str(teacher_dir)], m["scores"][str(tiny_teacher)]
+    assert all(0 <= v <= 1 for v in teacher + tiny) and min(teacher) > max(tiny)  # a random 32-wide BERT knows nothing
+    res = cli("metrics", str(out), "--base", str(tiny_teacher), "--target", f"{teacher_dir}=swh_Latn", "--json")
+    assert res.code == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["gg"][str(teacher_dir)]["rel"] < 0  # better than the base everywhere: no gap
+    res = cli("eval", str(teacher_dir), str(tiny_teacher), "--domains", "topics", "--languages", langs, "--json")
+    assert res.code == 0, res.stderr
+    topics = json.loads(res.stdout)
+    assert len(topics["domains"]) == 7
+    assert np.mean(topics["scores"][str(teacher_dir)]) > np.mean(topics["scores"][str(tiny_teacher)]) + 0.3
+    assert_user_error(cli("eval", str(teacher_dir), "--domains", "genres"), "unknown domain grouping")
+    assert_user_error(cli("eval", str(teacher_dir), "--domains", "languages", "-t", "sib200", "-t", "tatoeba"),
+                      "single --task")
+    assert_user_error(cli("eval", str(teacher_dir), str(tiny_teacher)), "--domains")

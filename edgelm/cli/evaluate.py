@@ -28,9 +28,18 @@ def _render(report: dict) -> None:
     out.print(f"[dim]{report['elapsed_s']} s, {report['settings']['threads']} threads, data {report['data']}[/dim]")
 
 
+def _render_matrix(m: dict) -> None:
+    out.print(table(m["score"], ["model", *m["domains"]], [[name, *row] for name, row in m["scores"].items()]))
+    out.print("[dim]feed this matrix (--json / --out) to `edgelm metrics`[/dim]")
+
+
 def eval_command(
-    model: Annotated[str, typer.Argument(help="Model: a bundled teacher name (e5-small), a checkpoint folder or a hub id.")],
-    task: Annotated[list[str], typer.Option("--task", "-t", help="sib200 and/or tatoeba (repeatable).")] = ["sib200", "tatoeba"],  # noqa: B006
+    models: Annotated[list[str], typer.Argument(help="Model(s): a bundled teacher name (e5-small), a checkpoint folder or "
+                                                     "a hub id; several with --domains.")],
+    task: Annotated[Optional[list[str]], typer.Option("--task", "-t", help="sib200 and/or tatoeba (repeatable); "
+                                                      "one with --domains (default sib200).")] = None,
+    domains: Annotated[Optional[str], typer.Option(help="Score matrix over domains: languages | topics (SIB-200's "
+                                                        "seven topics), models as rows, for `edgelm metrics`.")] = None,
     languages: Annotated[Optional[str], typer.Option("--languages", "-l", help="Comma-separated codes (e.g. swh_Latn,hin_Deva); default: all in the data.")] = None,
     source: Annotated[str, typer.Option(help="Language the SIB-200 probe is trained on.")] = "eng_Latn",
     data: Annotated[Optional[Path], typer.Option(help="Data folder (default: $EDGELM_DATA, else ../shared/data).")] = None,
@@ -42,9 +51,22 @@ def eval_command(
     json_out: Annotated[Optional[Path], typer.Option("--out", help="Also write the JSON report to this file.")] = None,
 ) -> None:
     """Score a model per language: SIB-200 zero-shot topic transfer and Tatoeba bitext retrieval."""
+    from edgelm.errors import EdgelmError
     from edgelm.evaluate import evaluate_model
 
     langs = [x for x in languages.split(",") if x.strip()] if languages else None
-    report = evaluate_model(model, tasks=list(dict.fromkeys(task)), languages=langs, source=source, data=data,
-                      prefix=prefix, threads=threads, seed=seed, probe=probe)
+    if domains is not None:
+        from edgelm.evaluate.domains import domain_matrix
+
+        tasks = list(dict.fromkeys(task or ["sib200"]))
+        if len(tasks) != 1:
+            raise EdgelmError("--domains builds one matrix per task: give a single --task")
+        matrix = domain_matrix(models, domains, task=tasks[0], languages=langs, source=source, data=data,
+                               threads=threads)
+        emit(matrix, as_json=as_json, json_out=json_out, render=_render_matrix)
+        return
+    if len(models) != 1:
+        raise EdgelmError("several models are compared with --domains languages|topics; otherwise give one model")
+    report = evaluate_model(models[0], tasks=list(dict.fromkeys(task or ["sib200", "tatoeba"])), languages=langs,
+                            source=source, data=data, prefix=prefix, threads=threads, seed=seed, probe=probe)
     emit(report, as_json=as_json, json_out=json_out, render=_render)

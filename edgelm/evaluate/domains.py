@@ -1,0 +1,86 @@
+"""Score matrices for `edgelm metrics`: several models, one score per domain.
+
+Two groupings are built in:
+- `languages`: a language is a domain; the score is SIB-200 accuracy (probe trained on the source
+  language) or Tatoeba retrieval accuracy (mean of both directions), one task per matrix.
+- `topics`: SIB-200's seven topics are the domains; the score of a topic is cross-lingual retrieval
+  among that topic's parallel test sentences (each language → the source language, mean over
+  languages), so it measures how well a model keeps one topic's meaning across languages.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgelm.errors import EdgelmError
+
+GROUPINGS = ("languages", "topics")
+
+
+def _topic_scores(encoder, root: Path, languages: list[str], source: str) -> dict[str, float]:
+    """Per topic: mean over languages of language→source retrieval accuracy within the topic."""
+    from edgelm.data.sib200 import load_sib200, sib200_labels
+    from edgelm.evaluate.tatoeba import retrieval_accuracy
+
+    src_rows = {r.index_id: r for r in load_sib200(root, source, "test")}
+    src_ids = sorted(src_rows)
+    src_vecs = dict(zip(src_ids, encoder.embed([src_rows[i].text for i in src_ids], progress=f"{source} test")))
+    per_topic: dict[str, list[float]] = {t: [] for t in sib200_labels(root)}
+    for lang in [l for l in languages if l != source]:
+        rows = [r for r in load_sib200(root, lang, "test") if r.index_id in src_rows]
+        vecs = encoder.embed([r.text for r in rows], progress=f"{lang} test")
+        for topic in per_topic:
+            idx = [i for i, r in enumerate(rows) if r.label == topic]
+            if len(idx) < 2:
+                continue
+            a = vecs[idx]
+            b = np.stack([src_vecs[rows[i].index_id] for i in idx])
+            per_topic[topic].append(retrieval_accuracy(a, b)[0])
+    empty = [t for t, v in per_topic.items() if not v]
+    if empty:
+        raise EdgelmError(f"SIB-200 topic {empty[0]!r} has fewer than two parallel test sentences in these languages")
+    return {t: float(np.mean(v)) for t, v in per_topic.items()}
+
+
+def domain_matrix(models: list[str], grouping: str, *, task: str = "sib200", languages: list[str] | None = None,
+                  source: str = "eng_Latn", data: str | Path | None = None, threads: int | None = None) -> dict:
+    """A score matrix (the JSON layout `edgelm metrics` reads) for `models` over the grouping's domains."""
+    from edgelm.data.locate import data_root
+    from edgelm.data.sib200 import resolve_sib200_language, sib200_languages
+
+    if grouping not in GROUPINGS:
+        raise EdgelmError(f"unknown domain grouping {grouping!r}; use one of {', '.join(GROUPINGS)}")
+    if not models:
+        raise EdgelmError("give at least one model")
+    root = data_root(data)
+    scores: dict[str, list[float]] = {}
+    if grouping == "languages":
+        from edgelm.evaluate import evaluate_model
+
+        domains: list[str] = []
+        for model in models:
+            report = evaluate_model(model, tasks=[task], languages=languages, source=source, data=root, threads=threads)
+            got = {s["language"]: s["accuracy"] for s in report[task]["scores"]}
+            domains = domains or list(got)
+            scores[model] = [got[d] for d in domains]
+        name = f"{task} accuracy per language" + (f" (probe trained on {source})" if task == "sib200" else "")
+    else:
+        import torch
+
+        from edgelm.encoder import Encoder
+
+        if task != "sib200":
+            raise EdgelmError("topic domains come from SIB-200; use --task sib200 with --domains topics")
+        source = resolve_sib200_language(root, source)
+        langs = [resolve_sib200_language(root, l) for l in languages] if languages else sib200_languages(root)
+        if threads:
+            torch.set_num_threads(threads)
+        domains = []
+        for model in models:
+            got = _topic_scores(Encoder.load(model), root, langs, source)
+            domains = domains or list(got)
+            scores[model] = [got[d] for d in domains]
+        name = f"SIB-200 topic retrieval (language → {source} within each topic, mean over {len(langs) - 1} languages)"
+    return {"domains": domains, "scores": scores, "grouping": grouping, "score": name, "data": str(root)}
