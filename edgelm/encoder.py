@@ -54,13 +54,14 @@ def check_checkpoint(path: Path) -> None:
 
 def load_tokenizer(path: Path):
     """The folder's fast tokenizer, loaded offline-safe."""
+    quiet_optional_imports()
     from transformers import AutoTokenizer
 
     # fix_mistral_regex=False silences a spurious transformers 4.57 warning for local folders.
     return AutoTokenizer.from_pretrained(path, use_fast=True, fix_mistral_regex=False)
 
 
-def _import_torchao_quietly() -> None:
+def quiet_optional_imports() -> None:
     """transformers imports torchao when it is installed (the tflite extra brings it), and torchao
     greets with missing-CUDA-kernel and deprecation lines; import it once with those silenced."""
     import importlib.util
@@ -81,7 +82,7 @@ def load_model(path: Path, model_class=None, **kwargs):
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # "newly initialized" heads are expected here, not news
-    _import_torchao_quietly()
+    quiet_optional_imports()
     config = AutoConfig.from_pretrained(path)
     model_class = model_class or AutoModel
     if model_class is AutoModel and config.model_type in _POOLER_MODELS:

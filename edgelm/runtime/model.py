@@ -60,7 +60,7 @@ class _TfliteBackend:
     """
 
     def __init__(self, model_file: Path, threads: int | None, config: dict, name: str = "litert"):
-        module, extra = {"litert": ("ai_edge_litert.interpreter", "edgelm[device]"),
+        module, extra = {"litert": ("ai_edge_litert.interpreter", "'edgelm[device]'"),
                          "tflite-runtime": ("tflite_runtime.interpreter", "tflite-runtime 'numpy<2'")}[name]
         try:
             import importlib

