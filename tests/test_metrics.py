@@ -84,6 +84,10 @@ def test_undefined_cases_are_nan_with_a_reason():
     m = np.array(r["cdtr"]["matrix"], dtype=float)
     assert math.isnan(m[0, 1]) and math.isnan(m[1, 1]) and not math.isnan(m[1, 0])
     assert any(u["metric"] == "cdtr" and "no in-domain gain on B" in u["reason"] for u in r["undefined"])
+    worse = dict(SCORES, spec_B=[0.55, 0.5, 0.45])  # spec_B is worse than the base on its own domain
+    r = tradeoff_report(from_json({"domains": DOMAINS, "scores": worse, "base": "base",
+                                   "targets": {"spec_A": "A", "spec_B": "B"}}))
+    assert math.isnan(np.array(r["cdtr"]["matrix"], dtype=float)[0, 1])  # not a sign-flipped "transfer"
     gap = dict(SCORES, spec_A=[0.9, None, 0.4])  # a missing cell
     r = tradeoff_report(from_json({"domains": DOMAINS, "scores": gap, "base": "base", "targets": {"spec_A": "A"}}),
                         compare=[("scar", "spec_A")])

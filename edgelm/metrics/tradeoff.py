@@ -11,7 +11,8 @@ S̄(M, A) the unweighted mean over domains A.
   GG_abs(M) = S̄(M_0, G) − S̄(M, G)
   G = the domains other than M's target (all domains for a model without one), or a given set.
 - FR(method vs reference) = 1 − GG(method) / GG(reference), both on the reference's G.
-- CDTR(s→t) = (S(M_s, t) − S(M_0, t)) / (S(M_t, t) − S(M_0, t))   [default: gain; 1 on the diagonal]
+- CDTR(s→t) = (S(M_s, t) − S(M_0, t)) / (S(M_t, t) − S(M_0, t))   [default: gain; 1 on the diagonal;
+  undefined unless the specialist for t beats the base on t by more than ε]
   CDTR'(s→t) = S(M_s, t) / S(M_s, s)                              [simple]
 - ρ = Spearman rank correlation of a compression intensity with GG (and DSI) across variants.
 
@@ -136,8 +137,8 @@ def cdtr(m: ScoreMatrix, form: str, log: _Log, eps: float) -> dict:
             gain, own = m.score(ms, t) - base_t, m.score(mt, t) - base_t
             if math.isnan(gain) or math.isnan(own):
                 log.nan("cdtr", where, "missing score")
-            elif abs(own) <= eps:
-                log.nan("cdtr", where, f"no in-domain gain on {t} (|{own:.4f}| ≤ {eps})")
+            elif own <= eps:  # a loss on its own domain would flip the ratio's sign: no meaning left
+                log.nan("cdtr", where, f"no in-domain gain on {t}: {mt} vs the base {own:+.4f} (≤ {eps})")
             else:
                 out[i, j] = gain / own
     off = out[~np.eye(n, dtype=bool)] if n else out.ravel()
