@@ -254,7 +254,7 @@ def test_cli_export_and_run(cli, bundles, tiny_teacher, tmp_path):
 
 def test_bench_json_schema(cli, bundles, tmp_path):
     out = tmp_path / "bench.json"
-    result = cli("bench", str(bundles["none"]), str(bundles["int8"]), f"{bundles['tflite-int8']}@litert",
+    result = cli("bench", str(bundles["none"]), str(bundles["int8"]), "--compare", f"{bundles['tflite-int8']}@litert",
                  "--runs", "5", "--warmup", "1", "--seq-len", "16,32", "--json", "--out", str(out))
     assert result.code == 0, result.stderr
     report = json.loads(result.stdout)

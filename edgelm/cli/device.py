@@ -118,6 +118,8 @@ def bench_command(
     runs: Annotated[int, typer.Option(help="Timed calls per case (after warm-up).")] = 30,
     warmup: Annotated[int, typer.Option(help="Untimed calls per case first.")] = 5,
     data: Annotated[Optional[Path], typer.Option(help="Data folder (real sentences).")] = None,
+    compare: Annotated[Optional[list[str]], typer.Option(help="More targets to compare with the first (same as "
+                                                              "listing them as arguments; repeatable).")] = None,
     memory: Annotated[bool, typer.Option(help="Peak memory per target, each in a fresh process.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print records (with raw samples) as JSON.")] = False,
     json_out: Annotated[Optional[Path], typer.Option("--out", help="Also write the JSON to this file.")] = None,
@@ -130,7 +132,7 @@ def bench_command(
     lens = ints(seq_len, "seq-len")
     if max(lens) > 512 or min(lens) < 3:
         raise EdgelmError("--seq-len values must be between 3 and 512")
-    result = run_bench(targets, runtime=runtime, seq_lens=lens, batches=ints(batch, "batch"),
+    result = run_bench([*targets, *(compare or [])], runtime=runtime, seq_lens=lens, batches=ints(batch, "batch"),
                        threads=threads, runs=runs, warmup=warmup, data=data, memory=memory)
 
     def render(r: dict) -> None:
