@@ -1,0 +1,1 @@
+"""SCAR routing over distilled experts (the router so far; routed models and bundles come next)."""

@@ -1,0 +1,94 @@
+"""SCAR's router: token hidden states cross-attend to learned domain prototypes.
+
+Queries are the body's token states (projected), keys are one learned prototype per expert; the
+token × expert scores are pooled over the real tokens into one score per expert, turned into
+weights (softmax with a temperature), and `kernels.routing` picks the experts to run. Trained with
+cross-entropy against the true domain plus the load-balancing term, so the router both identifies
+the domain and does not collapse onto one expert.
+
+`RouterWeights` is the router as numpy arrays, and `route_numpy` computes on a device exactly what
+`ScarRouter.forward` computes in training (tested to agree).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from edgelm.kernels.routing import (check_options, expert_weights_np, expert_weights_torch, load_balance_loss,
+                                    masked_mean_np, masked_mean_torch, select_experts_np, select_experts_torch)
+
+
+class ScarRouter(torch.nn.Module):
+    """(hidden states, mask) -> per-expert weights, chosen experts and mixing weights."""
+
+    def __init__(self, hidden: int, n_experts: int, key_dim: int = 64, temperature: float = 1.0):
+        super().__init__()
+        self.query = torch.nn.Linear(hidden, key_dim)
+        self.prototypes = torch.nn.Parameter(torch.randn(n_experts, key_dim) / key_dim**0.5)
+        self.temperature, self.key_dim = temperature, key_dim
+
+    def scores(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Pooled cross-attention scores, one per expert: (batch, experts)."""
+        q = self.query(hidden)  # (batch, tokens, key_dim)
+        token_scores = q @ self.prototypes.T / self.key_dim**0.5  # (batch, tokens, experts)
+        return masked_mean_torch(token_scores, mask)
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor, tau: float = 0.9, k_max: int | None = None,
+                general: int | None = None) -> dict[str, torch.Tensor]:
+        weights = expert_weights_torch(self.scores(hidden, mask), self.temperature)
+        chosen, mixing = select_experts_torch(weights, tau, k_max or weights.shape[1], general)
+        return {"weights": weights, "chosen": chosen, "mixing": mixing}
+
+    def loss(self, hidden: torch.Tensor, mask: torch.Tensor, domain: torch.Tensor, balance: float = 0.01,
+             tau: float = 0.9) -> torch.Tensor:
+        """Cross-entropy to the true domain + `balance` × load-balancing term."""
+        scores = self.scores(hidden, mask) / self.temperature
+        weights = scores.softmax(-1)
+        chosen, _ = select_experts_torch(weights, tau, weights.shape[1])
+        return torch.nn.functional.cross_entropy(scores, domain) + balance * load_balance_loss(weights, chosen)
+
+
+@dataclass
+class RouterWeights:
+    """The trained router as plain arrays, for a torch-free device."""
+
+    query_w: np.ndarray  # (key_dim, hidden)
+    query_b: np.ndarray  # (key_dim,)
+    prototypes: np.ndarray  # (experts, key_dim)
+    temperature: float
+
+    @classmethod
+    def from_torch(cls, router: ScarRouter) -> RouterWeights:
+        return cls(router.query.weight.detach().numpy().copy(), router.query.bias.detach().numpy().copy(),
+                   router.prototypes.detach().numpy().copy(), float(router.temperature))
+
+
+def route_numpy(w: RouterWeights, hidden: np.ndarray, mask: np.ndarray, tau: float = 0.9, k_max: int | None = None,
+                general: int | None = None) -> dict[str, np.ndarray]:
+    """`ScarRouter.forward` in numpy: weights, chosen experts (bool) and mixing weights."""
+    n_experts, key_dim = w.prototypes.shape
+    check_options(n_experts, tau, k_max or n_experts, general)
+    q = hidden @ w.query_w.T + w.query_b
+    token_scores = q @ w.prototypes.T / key_dim**0.5
+    weights = expert_weights_np(masked_mean_np(token_scores, mask), w.temperature)
+    chosen, mixing = select_experts_np(weights, tau, k_max or n_experts, general)
+    return {"weights": weights, "chosen": chosen, "mixing": mixing}
+
+
+def train_router(router: ScarRouter, hidden: torch.Tensor, mask: torch.Tensor, domain: torch.Tensor, *,
+                 steps: int = 200, lr: float = 3e-3, batch: int = 32, balance: float = 0.01, seed: int = 0) -> list[float]:
+    """Fit the router on cached body states of domain-labelled text; returns the loss curve."""
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(router.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        idx = torch.randint(0, hidden.shape[0], (batch,), generator=g)
+        loss = router.loss(hidden[idx], mask[idx], domain[idx], balance)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
