@@ -129,7 +129,7 @@ class _Runner:
             enc = Encoder.load(resolve_model(target))
             self.encode = lambda t: enc.tokenizer(enc.recipe.prefix + t)["input_ids"]
             self.file_mb = sum(p.stat().st_size for p in enc.path.glob("*.safetensors")) / 2**20
-            self.meta = {"params": sum(p.numel() for p in enc.model.parameters()), "config": enc.model.config.to_dict()}
+            self.meta = {"config": enc.model.config.to_dict()}
 
             def call(ids, mask):
                 with torch.inference_mode():
@@ -179,13 +179,12 @@ class _Runner:
 def _memory_probe(target: str, runtime: str, threads: int, seq_lens: tuple[int, ...], texts: list[str]) -> float:
     """Peak resident MB of a fresh process that loads `target` and runs each length a few times."""
     code = ("import json, sys\n"
-            "from edgelm.bench.harness import _Runner, real_inputs\n"
+            "from edgelm.bench.harness import _Runner, peak_rss_mb, real_inputs\n"
             "t, rt, th, lens, texts = json.loads(sys.stdin.read())\n"
             "r = _Runner(t, rt, th)\n"
             "for n in lens:\n"
             "    args = r.prepare(*real_inputs(texts, r.encode, n, 1))\n"
             "    [r.call(*args) for _ in range(3)]\n"
-            "from edgelm.bench.harness import peak_rss_mb\n"
             "print(peak_rss_mb())\n")
     done = subprocess.run([sys.executable, "-c", code], input=json.dumps([target, runtime, threads, list(seq_lens), texts]),
                           capture_output=True, text=True)

@@ -53,7 +53,7 @@ def metrics_command(
             m.intensity[model] = float(value)
         except ValueError:
             raise EdgelmError(f"--intensity {model}={value}: not a number") from None
-    m.__post_init__()  # check names given on the command line against the matrix
+    m.validate()  # names given on the command line must be rows and columns of the matrix
     report = tradeoff_report(m, compare=_pairs(compare or [], "--compare", ":"),
                              general=[d.strip() for d in general.split(",") if d.strip()] if general else None,
                              dsi_form=dsi_form, gg_form=gg_form, cdtr_form=cdtr_form, eps=epsilon)

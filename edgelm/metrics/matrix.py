@@ -36,6 +36,10 @@ class ScoreMatrix:
     intensity: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse a matrix that cannot be scored: shapes, ranges, names that are not rows or columns."""
         self.scores = np.asarray(self.scores, dtype=float)
         if len(set(self.models)) != len(self.models) or len(set(self.domains)) != len(self.domains):
             raise EdgelmError("model and domain names must be unique")
