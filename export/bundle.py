@@ -71,14 +71,9 @@ def parity_texts(data: Path | None, languages: list[str]) -> list[str]:
     return (texts + CURATED[:8])[:16]
 
 
-def architecture(config) -> dict:
-    """The shape numbers a device-side estimate needs (FLOPs and bytes per call)."""
-    return {"layers": config.num_hidden_layers, "hidden": config.hidden_size, "heads": config.num_attention_heads,
-            "intermediate": config.intermediate_size, "vocab": config.vocab_size}
-
-
 def _load_graph(path: Path):
     """The torch graph to export and what the bundle config needs to know about it."""
+    from edgelm.bench.estimate import architecture
     from edgelm.encoder import EmbeddingRecipe, load_model, load_tokenizer
     from edgelm.evaluate.sib200 import head_labels
     from edgelm.export.graphs import ClassifierGraph, EmbeddingGraph

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from edgelm.kernels.pooling import sentence_vectors
+
 
 class EmbeddingGraph(torch.nn.Module):
     """Encoder + pooling (+ normalization): (input_ids, attention_mask) -> sentence embeddings."""
@@ -18,12 +20,7 @@ class EmbeddingGraph(torch.nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        if self.pooling == "cls":
-            vec = hidden[:, 0]
-        else:
-            m = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            vec = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
-        return torch.nn.functional.normalize(vec, dim=-1) if self.normalize else vec
+        return sentence_vectors(hidden, attention_mask, self.pooling, self.normalize)
 
 
 class ClassifierGraph(torch.nn.Module):

@@ -5,7 +5,7 @@ scores into per-input expert weights and pick the experts to run. Training and t
 pick the same experts for the same scores, so each function exists twice with one contract and the
 two are tested to agree.
 
-- `masked_mean`: mean over the real (mask = 1) tokens — pooling token scores to one row per input.
+- `masked_mean` (from `kernels.pooling`): mean over the real tokens — token scores to one row per input.
 - `expert_weights`: softmax over experts of the pooled scores (temperature-scaled).
 - `select_experts`: the smallest set of experts, heaviest first, whose weight reaches τ, capped at
   `k_max` routed experts; a `general` expert, if given, is always in the set (its weight counts
@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from edgelm.errors import EdgelmError
+from edgelm.kernels.pooling import masked_mean_np, masked_mean_torch  # noqa: F401  (part of this contract)
 
 
 class RoutingError(EdgelmError, ValueError):
@@ -42,12 +43,6 @@ def check_options(n_experts: int, tau: float, k_max: int, general: int | None = 
 
 
 # --- numpy (device) ---------------------------------------------------------------------------
-
-def masked_mean_np(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """(batch, tokens, d) and (batch, tokens) -> (batch, d), averaging real tokens only."""
-    m = mask.astype(x.dtype)[..., None]
-    return (x * m).sum(1) / np.clip(m.sum(1), 1e-9, None)
-
 
 def expert_weights_np(pooled_scores: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     z = pooled_scores / temperature
@@ -82,11 +77,6 @@ def select_experts_np(weights: np.ndarray, tau: float, k_max: int,
 
 
 # --- torch (training) -------------------------------------------------------------------------
-
-def masked_mean_torch(x: Any, mask: Any) -> Any:
-    m = mask.to(x.dtype).unsqueeze(-1)
-    return (x * m).sum(1) / m.sum(1).clamp(min=1e-9)
-
 
 def expert_weights_torch(pooled_scores: Any, temperature: float = 1.0) -> Any:
     return (pooled_scores / temperature).softmax(-1)

@@ -19,9 +19,10 @@ import torch.nn.functional as F
 from edgelm.distill.batches import BalancedBatches
 from edgelm.distill.checkpoint import load_checkpoint, save_checkpoint
 from edgelm.distill.config import DistillConfig
-from edgelm.distill.losses import attention_mse, embedding_cosine, hidden_mse, mean_pool
+from edgelm.distill.losses import attention_mse, embedding_cosine, hidden_mse
 from edgelm.distill.student import layer_map
 from edgelm.errors import EdgelmError
+from edgelm.kernels.pooling import masked_mean_torch
 from edgelm.progress import progress_bar
 
 LOG_FIELDS = ("step", "language", "loss", "hidden", "attn", "embed", "parallel", "contrastive", "lr", "elapsed_s")
@@ -84,7 +85,7 @@ def teacher_sentence_embeddings(teacher, corpus: TokenizedCorpus, to_teacher: to
     out = []
     for start in range(0, len(corpus.ids), batch_size):
         ids, mask = corpus.batch(np.arange(start, min(start + batch_size, len(corpus.ids))), pad_id)
-        out.append(mean_pool(teacher(input_ids=to_teacher[ids], attention_mask=mask).last_hidden_state, mask))
+        out.append(masked_mean_torch(teacher(input_ids=to_teacher[ids], attention_mask=mask).last_hidden_state, mask))
     return torch.cat(out)
 
 
@@ -145,7 +146,7 @@ def train_general(cfg: DistillConfig, teacher, student, kept_ids: np.ndarray, co
                 anchor = parallel[lang][torch.as_tensor(idx, dtype=torch.long)]
                 keep = anchor >= 0
                 if keep.any():
-                    emb = F.normalize(mean_pool(s_out.hidden_states[-1], mask)[keep], dim=-1)
+                    emb = F.normalize(masked_mean_torch(s_out.hidden_states[-1], mask)[keep], dim=-1)
                     if cfg.alpha_parallel and lang != source:
                         terms["parallel"] = cfg.alpha_parallel * (1 - (emb * src_emb[anchor[keep]]).sum(-1)).mean()
                     if cfg.alpha_contrastive:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from edgelm.kernels.pooling import masked_mean_torch
+
 
 def hidden_mse(s_hidden, t_hidden, layer_map: list[int], mask: torch.Tensor) -> torch.Tensor:
     """Mean over aligned layers (embeddings included) of the MSE between token states."""
@@ -33,14 +35,9 @@ def attention_mse(s_att, t_att, layer_map: list[int], mask: torch.Tensor) -> tor
     return torch.stack(losses).mean()
 
 
-def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    m = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
-
-
 def embedding_cosine(s_last: torch.Tensor, t_last: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """1 - cosine between mean-pooled sentence embeddings: the teacher is an embedding model."""
-    return (1 - F.cosine_similarity(mean_pool(s_last, mask), mean_pool(t_last, mask), dim=-1)).mean()
+    return (1 - F.cosine_similarity(masked_mean_torch(s_last, mask), masked_mean_torch(t_last, mask), dim=-1)).mean()
 
 
 def logit_kd(s_logits: torch.Tensor, t_logits: torch.Tensor, temperature: float = 2.0) -> torch.Tensor:

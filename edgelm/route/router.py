@@ -17,8 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from edgelm.kernels.pooling import masked_mean_np, masked_mean_torch
 from edgelm.kernels.routing import (check_options, expert_weights_np, expert_weights_torch, load_balance_loss,
-                                    masked_mean_np, masked_mean_torch, select_experts_np, select_experts_torch)
+                                    select_experts_np, select_experts_torch)
 
 
 class ScarRouter(torch.nn.Module):
