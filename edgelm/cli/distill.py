@@ -25,7 +25,7 @@ def distill_command(
     out_dir: Annotated[Path, typer.Option("--out", help="Run folder (students, checkpoints, logs).")],
     teacher: Annotated[str, typer.Option(help="Teacher: bundled name, checkpoint folder or hub id.")] = "e5-small",
     source: Annotated[str, typer.Option(help="Source language (task data).")] = "eng_Latn",
-    target: Annotated[str, typer.Option(help="Target language (where the model runs).")] = "swh_Latn",
+    target: Annotated[str, typer.Option(help="Target language (where the model runs); several, comma-separated, make one shared multi-target student (a routing body).")] = "swh_Latn",
     phase: Annotated[str, typer.Option(help="general | task | both.")] = "both",
     layers: Annotated[int, typer.Option(help="Student layers.")] = 4,
     layer_reduction: Annotated[Optional[int], typer.Option(help="Instead of --layers: keep teacher layers // this (BiStil's LRF).")] = None,
@@ -68,7 +68,8 @@ def distill_command(
             raise
         root = None
     have = sib200_languages(root) if root else []
-    src, tgt = normalize_language(source, have), normalize_language(target, have)
+    src = normalize_language(source, have)
+    tgt = ",".join(normalize_language(t.strip(), have) if t.strip() else "" for t in target.split(","))
     corpora = {normalize_language(k, have): v for k, v in _parse_corpora(corpus).items()}
     cfg = DistillConfig(teacher=teacher, source=src, target=tgt, phase=phase, layers=layers,
                         layer_reduction=layer_reduction,
@@ -91,7 +92,7 @@ def distill_command(
         v, p = s["vocabulary"], s["parameters"]
         rows = [["vocabulary", v["vocab_before"], v["vocab_after"]],
                 ["parameters", p["teacher"], p["student"]]]
-        out.print(table(f"{cfg.source} + {cfg.target} student in {out_dir}", ["", "teacher", "student"], rows))
+        out.print(table(f"{' + '.join(cfg.languages)} student in {out_dir}", ["", "teacher", "student"], rows))
         for lang, c in s["corpora"].items():
             if isinstance(c, dict) and "sentences" in c:
                 err.print(f"{lang}: {c['sentences']} training sentences from {', '.join(c['sources'])}; "

@@ -13,7 +13,7 @@ PHASES = ("general", "task", "both")
 class DistillConfig:
     teacher: str = "e5-small"  # bundled teacher name, checkpoint folder or hub id
     source: str = "eng_Latn"  # language with task data
-    target: str = "swh_Latn"  # language the student will run in
+    target: str = "swh_Latn"  # language(s) the student will run in; "swh_Latn,hin_Deva" makes a multi-target student
     phase: str = "both"  # general | task | both
     # vocabulary
     vocab_threshold: float = 1e-6  # keep a piece whose relative frequency in some language reaches this
@@ -61,8 +61,12 @@ class DistillConfig:
     def __post_init__(self):
         if self.phase not in PHASES:
             raise EdgelmError(f"--phase must be one of {', '.join(PHASES)}, not {self.phase!r}")
-        if self.source == self.target:
+        if not all(self.targets):
+            raise EdgelmError(f"--target {self.target!r} has an empty language name")
+        if self.source in self.targets:
             raise EdgelmError(f"source and target are both {self.source}: a bilingual student needs two languages")
+        if len(set(self.targets)) != len(self.targets):
+            raise EdgelmError(f"--target {self.target} names a language twice")
         for name in ("steps", "batch_size", "max_length", "checkpoint_every", "layers", "task_batch_size"):
             if getattr(self, name) < 1:
                 raise EdgelmError(f"--{name.replace('_', '-')} must be at least 1")
@@ -74,6 +78,15 @@ class DistillConfig:
             raise EdgelmError("--warmup is a fraction of the steps, in [0, 1)")
         if self.max_length > 512:
             raise EdgelmError("--max-length cannot exceed the teacher's 512 positions")
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """The target languages: one for a bilingual student, several for a shared (routing) body."""
+        return tuple(t.strip() for t in self.target.split(","))
+
+    @property
+    def languages(self) -> list[str]:
+        return [self.source, *self.targets]
 
     def to_dict(self) -> dict:
         return asdict(self)

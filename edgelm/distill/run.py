@@ -40,7 +40,7 @@ def collect_corpora(cfg: DistillConfig, data_root: Path | None, user: dict[str, 
     have_sib = sib200_languages(data_root) if data_root else []
     corpora: dict[str, list[str]] = {}
     report: dict = {}
-    for lang in (cfg.source, cfg.target):
+    for lang in cfg.languages:
         texts: list[str] = []
         sources = []
         if use_bundled and lang in have_sib:
@@ -74,18 +74,22 @@ def parallel_pairs(cfg: DistillConfig, data_root: Path | None, corpora: dict[str
 
     SIB-200 rows share `index_id` across languages, so its train/dev splits are a parallel corpus.
     """
-    if data_root is None or not {cfg.source, cfg.target} <= set(sib200_languages(data_root)):
+    have = set(sib200_languages(data_root)) if data_root is not None else set()
+    if cfg.source not in have:
         return {}
     src_pos = {t: i for i, t in enumerate(corpora[cfg.source])}
     by_id: dict[int, str] = {}
     for split in ("train", "dev"):
         by_id.update({r.index_id: r.text for r in load_sib200(data_root, cfg.source, split)})
-    translation = {}
-    for split in ("train", "dev"):
-        for r in load_sib200(data_root, cfg.target, split):
-            if r.index_id in by_id:
-                translation[r.text] = src_pos.get(by_id[r.index_id], -1)
-    return {cfg.target: [translation.get(t, -1) for t in corpora[cfg.target]]}
+    pairs = {}
+    for target in [t for t in cfg.targets if t in have]:
+        translation = {}
+        for split in ("train", "dev"):
+            for r in load_sib200(data_root, target, split):
+                if r.index_id in by_id:
+                    translation[r.text] = src_pos.get(by_id[r.index_id], -1)
+        pairs[target] = [translation.get(t, -1) for t in corpora[target]]
+    return pairs
 
 
 def check_output(out: Path, cfg: DistillConfig, *, resume: bool, overwrite: bool) -> bool:
@@ -178,7 +182,7 @@ def distill(cfg: DistillConfig, out: Path, *, data_root: Path | None, corpora_pa
 
     provenance = {"teacher": cfg.teacher, "teacher_path": str(teacher_path),
                   "teacher_source": (getattr(teacher.config, "edgelm", None) or {}).get("source"),
-                  "teacher_layers": layers, "languages": [cfg.source, cfg.target], "edgelm_version": __version__}
+                  "teacher_layers": layers, "languages": cfg.languages, "edgelm_version": __version__}
     previous = json.loads((out / RUN_FILE).read_text()) if resuming and (out / RUN_FILE).is_file() else {}
     summary: dict = {
         **previous,
@@ -191,7 +195,7 @@ def distill(cfg: DistillConfig, out: Path, *, data_root: Path | None, corpora_pa
 
     pad_id = vocab.old_to_new()[tconf.pad_token_id]
     student = make_student(teacher, vocab.kept, layers, extra_config={
-        "distilled": {"teacher": cfg.teacher, "teacher_layers": layers, "languages": [cfg.source, cfg.target]}})
+        "distilled": {"teacher": cfg.teacher, "teacher_layers": layers, "languages": cfg.languages}})
     summary["parameters"]["student"] = sum(p.numel() for p in student.parameters())
     summary["parameters"]["student_embeddings"] = student.embeddings.word_embeddings.weight.numel()
 
