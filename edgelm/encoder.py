@@ -110,7 +110,18 @@ class Encoder:
     @classmethod
     def load(cls, name_or_path: str | os.PathLike[str], *, prefix: str | None = None,
              max_length: int = 512) -> Encoder:
-        """Load a bundled teacher name, a folder or a hub id; `prefix` overrides the recipe's."""
+        """Load a bundled teacher name, a folder or a hub id; `prefix` overrides the recipe's.
+
+        A routed folder (`edgelm route train`) loads as a `RoutedEncoder`; `FOLDER@ROUTING` picks its
+        routing: learned (default), oracle, dense, or one expert's name.
+        """
+        from edgelm.route.model import split_spec
+
+        routed, routing = split_spec(name_or_path)
+        if routed is not None:
+            from edgelm.route.encoder import RoutedEncoder
+
+            return RoutedEncoder.load(routed, routing, prefix=prefix, max_length=max_length)
         path = resolve_model(name_or_path)
         check_checkpoint(path)
         model = load_model(path)
@@ -135,8 +146,15 @@ class Encoder:
 
         return sentence_vectors(hidden, mask, self.recipe.pooling, self.recipe.normalize)
 
-    def embed(self, texts: list[str], *, batch_size: int = 64, progress: str | None = None) -> np.ndarray:
-        """Embed `texts` (float32, one row each). Batches are built from length-sorted texts."""
+    def _vectors(self, batch, language: str | None):
+        return self.pool(self.model(**batch).last_hidden_state, batch["attention_mask"])
+
+    def embed(self, texts: list[str], *, batch_size: int = 64, progress: str | None = None,
+              language: str | None = None) -> np.ndarray:
+        """Embed `texts` (float32, one row each). Batches are built from length-sorted texts.
+
+        `language` is what the caller knows about the texts; a routed model's oracle routing uses it.
+        """
         import torch
 
         if not texts:
@@ -148,7 +166,6 @@ class Encoder:
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
                 batch = self.tokenize([texts[i] for i in idx])
-                hidden = self.model(**batch).last_hidden_state
-                out[idx] = self.pool(hidden, batch["attention_mask"]).float().numpy()
+                out[idx] = self._vectors(batch, language).float().numpy()
                 advance(len(idx))
         return out

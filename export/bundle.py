@@ -19,17 +19,17 @@ from edgelm.atomic import atomic_dir
 from edgelm.errors import EdgelmError
 from edgelm.hashing import sha256_file
 from edgelm.runtime.bundle import BUNDLE_FORMAT
-from edgelm.runtime.model import RUNS, compare_outputs, pad_to_bucket, parity_failures
+from edgelm.runtime.model import RUNS, compare_outputs, pad_to_bucket, parity_failures, routing_agreement
 
 RUNS_FIRST = {target: backends[0] for target, backends in RUNS.items()}
 TARGETS = {"onnx": ("none", "int8", "int8-static"), "tflite": ("none", "fp16", "int8")}
 # Parity thresholds per quantization: minimum cosine of outputs (embeddings or logits) to the
 # source model, and for classifiers the share of identical predicted labels.
 THRESHOLDS = {
-    "none": {"min_cosine": 0.9999, "label_agreement": 1.0},
-    "fp16": {"min_cosine": 0.999, "label_agreement": 0.95},
-    "int8": {"min_cosine": 0.98, "label_agreement": 0.8},
-    "int8-static": {"min_cosine": 0.95, "label_agreement": 0.7},
+    "none": {"min_cosine": 0.9999, "label_agreement": 1.0, "routing_agreement": 1.0},
+    "fp16": {"min_cosine": 0.999, "label_agreement": 0.95, "routing_agreement": 0.95},
+    "int8": {"min_cosine": 0.98, "label_agreement": 0.8, "routing_agreement": 0.9},
+    "int8-static": {"min_cosine": 0.95, "label_agreement": 0.7, "routing_agreement": 0.8},
 }
 
 _VERIFY = """
@@ -152,16 +152,34 @@ def export_bundle(model: str, target: str, quantize: str, out: str | Path, *, da
     out = Path(out)
     if out.exists() and not overwrite:
         raise EdgelmError(f"{out} exists; choose another --out or pass --overwrite")
-    path = resolve_model(model)
-    check_checkpoint(path)
-    graph, tokenizer, config = _load_graph(path)
+    from edgelm.route.model import is_routed
+
+    routed = None
+    if is_routed(model):
+        from edgelm.export.routed import ROUTED_QUANT, load_routed
+
+        if quantize not in ROUTED_QUANT[target]:
+            raise EdgelmError(f"routed models export to {target} with --quantize {' or '.join(ROUTED_QUANT[target])}, "
+                              f"not {quantize}")
+        path = Path(model)
+        routed, tokenizer, config = load_routed(path)
+        graph = None
+    else:
+        path = resolve_model(model)
+        check_checkpoint(path)
+        graph, tokenizer, config = _load_graph(path)
     if target == "tflite":
         config["max_length"] = min(config["max_length"], max(buckets))
     texts = parity_texts(data, config["languages"])
     batch = encode_texts(tokenizer, texts, config["prefix"], config["max_length"])
     ids, mask = batch["input_ids"], batch["attention_mask"]
+    chosen = None
     with torch.inference_mode():
-        reference = graph(ids, mask).float().numpy()
+        if routed is None:
+            reference = graph(ids, mask).float().numpy()
+        else:  # the device must reproduce the learned routing: the vectors and which experts ran
+            vectors, picked = routed.forward(ids, mask, "learned")
+            reference, chosen = vectors.float().numpy(), picked.numpy()
 
     def calibration():
         calib_texts = parity_texts(data, config["languages"] or ["eng_Latn"]) * 4
@@ -170,13 +188,21 @@ def export_bundle(model: str, target: str, quantize: str, out: str | Path, *, da
         return [(b["input_ids"].numpy(), b["attention_mask"].numpy()) for b in batches]
 
     with atomic_dir(out, replace=overwrite) as tmp:
-        if target == "onnx":
+        if routed is not None:
+            from edgelm.export.routed import write_routed
+
+            file_config, routed_config, sizes = write_routed(tmp, routed, target, quantize, ids, mask, buckets)
+            config["routed"] |= routed_config
+            model_file = tmp / file_config["model_file"]
+        elif target == "onnx":
             model_file, file_config, sizes = _write_onnx(tmp, graph, ids, mask, quantize, calibration)
         else:
             vocab_rows = {graph_config(graph).vocab_size, graph_config(graph).max_position_embeddings}
             model_file, file_config, sizes = _write_tflite(tmp, graph, ids, quantize, buckets, vocab_rows)
         config |= file_config
-        if (path / "tokenizer.json").is_file():
+        if routed is not None:
+            shutil.copy(path / "body" / "tokenizer.json", tmp / "tokenizer.json")
+        elif (path / "tokenizer.json").is_file():
             shutil.copy(path / "tokenizer.json", tmp / "tokenizer.json")
         else:  # a sentencepiece-only folder: write the fast tokenizer transformers built from it
             tokenizer.backend_tokenizer.save(str(tmp / "tokenizer.json"))
@@ -184,13 +210,17 @@ def export_bundle(model: str, target: str, quantize: str, out: str | Path, *, da
         # The exported file must reproduce the source model on the parity texts, here and on the device.
         backend = make_backend(RUNS_FIRST[target], Bundle(tmp, {"export": {"target": target}}, config), None)
         got = backend(*pad_to_bucket(ids.numpy(), mask.numpy(), config["buckets"], config["pad_id"]))
-        del backend
         report = compare_outputs(config["task"], got, reference)
+        if chosen is not None:
+            report["routing_agreement"] = routing_agreement(backend.last_chosen, chosen)
+        del backend
         thresholds = THRESHOLDS[quantize]
         misses = parity_failures(report, thresholds)
         if misses:
             raise EdgelmError(f"the {target}/{quantize} export misses its parity thresholds: {'; '.join(misses)}")
         files = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in sorted(tmp.iterdir())}
+        if routed is not None:
+            sizes["file_bytes_by_part"] = {name: files[f]["bytes"] for name, f in (config["routed"].get("files") or {}).items()}
         export_meta = {"target": target, "quantize": quantize, "source": str(path), "runtime": RUNS_FIRST[target]}
         if "opset" in sizes:
             export_meta["opset"] = sizes.pop("opset")
@@ -202,8 +232,10 @@ def export_bundle(model: str, target: str, quantize: str, out: str | Path, *, da
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "export": export_meta,
             "files": files,
-            "sizes": {"file_bytes": model_file.stat().st_size, **sizes},
-            "parity": {"texts": texts, "outputs": reference.tolist(), "thresholds": thresholds, "export_check": report},
+            "sizes": {"file_bytes": sum(f["bytes"] for n, f in files.items() if n.endswith((".onnx", ".tflite")))
+                      if routed is not None else model_file.stat().st_size, **sizes},
+            "parity": {"texts": texts, "outputs": reference.tolist(), "thresholds": thresholds, "export_check": report,
+                       **({"chosen": chosen.tolist()} if chosen is not None else {})},
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False))
         done = subprocess.run([sys.executable, "-c", _VERIFY, str(tmp)], capture_output=True, text=True)

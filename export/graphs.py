@@ -32,3 +32,25 @@ class ClassifierGraph(torch.nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+
+class BodyGraph(torch.nn.Module):
+    """A routed model's shared body: (input_ids, attention_mask) -> token states."""
+
+    def __init__(self, body: torch.nn.Module):
+        super().__init__()
+        self.body = body
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+
+class ExpertGraph(torch.nn.Module):
+    """One expert of a routed model: (body token states, attention_mask) -> its sentence vectors."""
+
+    def __init__(self, expert: torch.nn.Module, pooling: str = "mean", normalize: bool = True):
+        super().__init__()
+        self.expert, self.pooling, self.normalize = expert, pooling, normalize
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return sentence_vectors(self.expert(hidden, attention_mask), attention_mask, self.pooling, self.normalize)

@@ -14,8 +14,9 @@ OPSET = 18
 QUANT_MODES = ("none", "int8", "int8-static")
 
 
-def export_onnx(graph: torch.nn.Module, sample: tuple[torch.Tensor, torch.Tensor], path: Path) -> None:
-    """Write `graph` as ONNX with symbolic batch and sequence axes."""
+def export_onnx(graph: torch.nn.Module, sample: tuple[torch.Tensor, ...], path: Path,
+                input_names: tuple[str, ...] = ("input_ids", "attention_mask")) -> None:
+    """Write `graph` as ONNX with symbolic batch and sequence axes (the first two of every input)."""
     import logging
 
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # e.g. "torchvision is not installed"
@@ -25,8 +26,8 @@ def export_onnx(graph: torch.nn.Module, sample: tuple[torch.Tensor, torch.Tensor
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 graph.eval(), sample, dynamo=True, opset_version=OPSET, verbose=False,
-                input_names=["input_ids", "attention_mask"], output_names=["output"],
-                dynamic_shapes=({0: batch, 1: seq}, {0: batch, 1: seq}),
+                input_names=list(input_names), output_names=["output"],
+                dynamic_shapes=tuple({0: batch, 1: seq} for _ in sample),
             )
     except Exception as exc:  # torch.export reports untraceable models with many exception types
         raise EdgelmError(f"the model cannot be traced for ONNX export: {str(exc).splitlines()[0][:300]}") from None

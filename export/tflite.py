@@ -23,8 +23,8 @@ DEFAULT_BUCKETS = (32, 64, 128)
 INPUT_NAMES = {"input_ids": "args_0", "attention_mask": "args_1"}  # litert-torch names inputs by position
 
 
-def signature_name(bucket: int) -> str:
-    return f"seq{bucket}"
+def signature_name(bucket: int, part: str = "") -> str:
+    return f"{part}_seq{bucket}" if part else f"seq{bucket}"
 
 
 def _recipe(quantize: str):
@@ -39,9 +39,24 @@ def _recipe(quantize: str):
     raise EdgelmError(f"unknown TFLite quantization {quantize!r}; use one of {', '.join(QUANT_MODES)}")
 
 
+def token_sample(bucket: int, sample_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One row of `bucket` token ids (real ones when given: a more honest trace than a constant) + mask."""
+    ids = torch.full((1, bucket), 5, dtype=torch.int64)
+    if sample_ids is not None:
+        row = sample_ids[0, :bucket]
+        ids[0, : row.numel()] = row
+    return ids, torch.ones((1, bucket), dtype=torch.int64)
+
+
 def export_tflite(graph: torch.nn.Module, buckets: tuple[int, ...], path: Path, quantize: str = "none",
                   sample_ids: torch.Tensor | None = None) -> None:
     """Write `graph` as a .tflite file with one `seq{N}` signature per bucket (batch 1)."""
+    export_tflite_parts({"": (graph, lambda b: token_sample(b, sample_ids))}, buckets, path, quantize)
+
+
+def export_tflite_parts(parts: dict, buckets: tuple[int, ...], path: Path, quantize: str = "none") -> None:
+    """Several graphs in one .tflite file: `parts[name] = (graph, sample(bucket) -> inputs)` becomes
+    one signature `{name}_seq{N}` per bucket (`seq{N}` for the unnamed part); weights are shared."""
     try:
         with quiet_native_output():  # import-time deprecation chatter from torchao / jax
             import litert_torch
@@ -50,13 +65,9 @@ def export_tflite(graph: torch.nn.Module, buckets: tuple[int, ...], path: Path, 
     with quiet_native_output():
         recipe = _recipe(quantize)
     converter = None
-    for bucket in sorted(buckets):
-        ids = torch.full((1, bucket), 5, dtype=torch.int64)
-        if sample_ids is not None:  # real token ids make a more honest trace than a constant row
-            row = sample_ids[0, :bucket]
-            ids[0, : row.numel()] = row
-        mask = torch.ones((1, bucket), dtype=torch.int64)
-        converter = (converter or litert_torch).signature(signature_name(bucket), graph.eval(), (ids, mask))
+    for name, (graph, sample) in parts.items():
+        for bucket in sorted(buckets):
+            converter = (converter or litert_torch).signature(signature_name(bucket, name), graph.eval(), sample(bucket))
     with quiet_native_output():
         try:
             edge = converter.convert(quant_config=recipe)

@@ -12,12 +12,15 @@ two are tested to agree.
   toward τ first, so a confident general expert alone runs) and not counted in `k_max`. Returns a
   0/1 mask and the weights renormalised over the chosen experts (zeros elsewhere), which is how the
   outputs of the experts that did run are mixed.
+- `route_numpy`: the whole trained router (`route.router.ScarRouter`) on numpy arrays, for the device.
+- `mix`: Σ_e mixing_e · expert_e(x), running each expert on the rows that chose it only.
 - `load_balance_loss` (torch only: training): the Switch-Transformer term E · Σ_e f_e · P_e, with f_e
   the share of inputs that use expert e and P_e its mean weight; 1 when use is even.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -112,3 +115,54 @@ def load_balance_loss(weights: Any, mask: Any) -> Any:
     share = mask.float().mean(0)
     share = share / share.sum().clamp(min=1e-12)
     return e * (share * weights.mean(0)).sum()
+
+
+# --- the router and the mixture, shared by training and the device --------------------------------
+
+@dataclass
+class RouterWeights:
+    """The trained router as plain arrays, for a torch-free device."""
+
+    query_w: np.ndarray  # (key_dim, hidden)
+    query_b: np.ndarray  # (key_dim,)
+    prototypes: np.ndarray  # (experts, key_dim)
+    temperature: float
+
+    @classmethod
+    def from_torch(cls, router: Any) -> RouterWeights:
+        """From a `route.router.ScarRouter`."""
+        return cls(router.query.weight.detach().numpy().copy(), router.query.bias.detach().numpy().copy(),
+                   router.prototypes.detach().numpy().copy(), float(router.temperature))
+
+
+def route_numpy(w: RouterWeights, hidden: np.ndarray, mask: np.ndarray, tau: float = 0.9, k_max: int | None = None,
+                general: int | None = None) -> dict[str, np.ndarray]:
+    """`ScarRouter.forward` in numpy: weights, chosen experts (bool) and mixing weights."""
+    n_experts, key_dim = w.prototypes.shape
+    check_options(n_experts, tau, k_max or n_experts, general)
+    q = hidden @ w.query_w.T + w.query_b
+    token_scores = q @ w.prototypes.T / key_dim**0.5
+    weights = expert_weights_np(masked_mean_np(token_scores, mask), w.temperature)
+    chosen, mixing = select_experts_np(weights, tau, k_max or n_experts, general)
+    return {"weights": weights, "chosen": chosen, "mixing": mixing}
+
+
+def mix(chosen: Any, mixing: Any, run_expert, normalize: bool) -> Any:
+    """Σ_e mixing_e · run_expert(e, rows) over the experts each row chose; expert e sees its rows only.
+
+    torch tensors or numpy arrays alike, so training and the device mix identically.
+    """
+    is_np = isinstance(chosen, np.ndarray)
+    out = None
+    for e in range(chosen.shape[1]):
+        rows = np.flatnonzero(chosen[:, e]) if is_np else chosen[:, e].nonzero().flatten()
+        if len(rows) == 0:
+            continue
+        vec = run_expert(e, rows)
+        if out is None:
+            out = np.zeros((chosen.shape[0], vec.shape[1]), vec.dtype) if is_np else vec.new_zeros(chosen.shape[0], vec.shape[1])
+        out[rows] += mixing[rows, e][:, None] * vec
+    if normalize:
+        norm = np.linalg.norm(out, axis=1, keepdims=True).clip(1e-12, None) if is_np else out.norm(dim=1, keepdim=True).clamp(min=1e-12)
+        out = out / norm
+    return out

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from edgelm.cli import data, teacher
+from edgelm.cli import data, route, teacher
 from edgelm.cli.device import bench_command, export_command, run_command
 from edgelm.cli.distill import distill_command
 from edgelm.cli.evaluate import eval_command
@@ -23,6 +23,7 @@ app = typer.Typer(
 )
 app.add_typer(teacher.app, name="teacher")
 app.add_typer(data.app, name="data")
+app.add_typer(route.app, name="route")
 app.command("distill")(distill_command)
 app.command("eval")(eval_command)
 app.command("export")(export_command)

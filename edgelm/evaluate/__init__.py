@@ -77,5 +77,9 @@ def evaluate_model(model: str, *, tasks: list[str], languages: list[str] | None 
             report["sib200"] = evaluate_sib200(encoder, root, sib_langs, source=source, seed=seed)
     if tat_langs:
         report["tatoeba"] = evaluate_tatoeba(encoder, root, tat_langs)
+    if hasattr(encoder, "mean_experts"):  # a routed model: what the routing cost
+        report["model"]["routing"] = {"routing": encoder.routing, "experts": encoder.routed.names,
+                                      "mean_experts": encoder.mean_experts,
+                                      "sentences_per_expert": dict(zip(encoder.routed.names, encoder.experts_run.tolist()))}
     report["elapsed_s"] = round(time.perf_counter() - started, 2)
     return report

@@ -26,11 +26,11 @@ def _topic_scores(encoder, root: Path, languages: list[str], source: str) -> dic
 
     src_rows = {r.index_id: r for r in load_sib200(root, source, "test")}
     src_ids = sorted(src_rows)
-    src_vecs = dict(zip(src_ids, encoder.embed([src_rows[i].text for i in src_ids], progress=f"{source} test")))
+    src_vecs = dict(zip(src_ids, encoder.embed([src_rows[i].text for i in src_ids], progress=f"{source} test", language=source)))
     per_topic: dict[str, list[float]] = {t: [] for t in sib200_labels(root)}
     for lang in [l for l in languages if l != source]:
         rows = [r for r in load_sib200(root, lang, "test") if r.index_id in src_rows]
-        vecs = encoder.embed([r.text for r in rows], progress=f"{lang} test")
+        vecs = encoder.embed([r.text for r in rows], progress=f"{lang} test", language=lang)
         for topic in per_topic:
             idx = [i for i, r in enumerate(rows) if r.label == topic]
             if len(idx) < 2:

@@ -61,7 +61,7 @@ def evaluate_sib200(encoder, root: Path, languages: list[str], *, source: str = 
 
     def xy(lang: str, split: str, what: str):
         rows = load_sib200(root, lang, split)
-        x = encoder.embed([r.text for r in rows], progress=f"SIB-200 {what}")
+        x = encoder.embed([r.text for r in rows], progress=f"SIB-200 {what}", language=lang)
         return x, np.array([index[r.label] for r in rows])
 
     x_train, y_train = xy(source, "train", f"{source} train")
@@ -84,6 +84,8 @@ def head_labels(path: Path) -> list[str] | None:
     """The label names of a sequence-classifier checkpoint, or None for a plain encoder."""
     import json
 
+    if not (Path(path) / "config.json").is_file():  # e.g. a routed model's folder
+        return None
     config = json.loads((Path(path) / "config.json").read_text())
     if not any(a.endswith("ForSequenceClassification") for a in config.get("architectures") or []):
         return None

@@ -33,8 +33,8 @@ def evaluate_tatoeba(encoder, root: Path, languages: list[str]) -> dict:
     scores = []
     for lang in languages:
         src, eng = load_tatoeba(root, lang)
-        x = encoder.embed(src, progress=f"Tatoeba {lang}")
-        e = encoder.embed(eng, progress=f"Tatoeba {lang} eng")
+        x = encoder.embed(src, progress=f"Tatoeba {lang}", language=lang)
+        e = encoder.embed(eng, progress=f"Tatoeba {lang} eng", language="eng_Latn")
         to_eng, from_eng = retrieval_accuracy(x, e)
         scores.append(TatoebaScore(lang, to_eng, from_eng, (to_eng + from_eng) / 2, len(src)))
     return {"scores": [asdict(s) for s in scores]}

@@ -6,20 +6,17 @@ weights (softmax with a temperature), and `kernels.routing` picks the experts to
 cross-entropy against the true domain plus the load-balancing term, so the router both identifies
 the domain and does not collapse onto one expert.
 
-`RouterWeights` is the router as numpy arrays, and `route_numpy` computes on a device exactly what
-`ScarRouter.forward` computes in training (tested to agree).
+`kernels.routing.RouterWeights` is the router as numpy arrays, and `kernels.routing.route_numpy`
+computes on a device exactly what `ScarRouter.forward` computes in training (tested to agree).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import numpy as np
 import torch
 
-from edgelm.kernels.pooling import masked_mean_np, masked_mean_torch
-from edgelm.kernels.routing import (check_options, expert_weights_np, expert_weights_torch, load_balance_loss,
-                                    select_experts_np, select_experts_torch)
+from edgelm.kernels.pooling import masked_mean_torch
+from edgelm.kernels.routing import (RouterWeights, expert_weights_torch, load_balance_loss,  # noqa: F401
+                                    route_numpy, select_experts_torch)
 
 
 class ScarRouter(torch.nn.Module):
@@ -50,33 +47,6 @@ class ScarRouter(torch.nn.Module):
         weights = scores.softmax(-1)
         chosen, _ = select_experts_torch(weights, tau, weights.shape[1])
         return torch.nn.functional.cross_entropy(scores, domain) + balance * load_balance_loss(weights, chosen)
-
-
-@dataclass
-class RouterWeights:
-    """The trained router as plain arrays, for a torch-free device."""
-
-    query_w: np.ndarray  # (key_dim, hidden)
-    query_b: np.ndarray  # (key_dim,)
-    prototypes: np.ndarray  # (experts, key_dim)
-    temperature: float
-
-    @classmethod
-    def from_torch(cls, router: ScarRouter) -> RouterWeights:
-        return cls(router.query.weight.detach().numpy().copy(), router.query.bias.detach().numpy().copy(),
-                   router.prototypes.detach().numpy().copy(), float(router.temperature))
-
-
-def route_numpy(w: RouterWeights, hidden: np.ndarray, mask: np.ndarray, tau: float = 0.9, k_max: int | None = None,
-                general: int | None = None) -> dict[str, np.ndarray]:
-    """`ScarRouter.forward` in numpy: weights, chosen experts (bool) and mixing weights."""
-    n_experts, key_dim = w.prototypes.shape
-    check_options(n_experts, tau, k_max or n_experts, general)
-    q = hidden @ w.query_w.T + w.query_b
-    token_scores = q @ w.prototypes.T / key_dim**0.5
-    weights = expert_weights_np(masked_mean_np(token_scores, mask), w.temperature)
-    chosen, mixing = select_experts_np(weights, tau, k_max or n_experts, general)
-    return {"weights": weights, "chosen": chosen, "mixing": mixing}
 
 
 def train_router(router: ScarRouter, hidden: torch.Tensor, mask: torch.Tensor, domain: torch.Tensor, *,

@@ -48,55 +48,83 @@ class _OnnxBackend:
         except Exception as exc:  # onnxruntime raises its own types for corrupt files
             raise EdgelmError(f"onnxruntime cannot load {model_file.name}: {str(exc).splitlines()[0][:200]}") from None
         self.version = ort.__version__
+        self.input_names = [i.name for i in self.session.get_inputs()]
 
-    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+    def __call__(self, *arrays: np.ndarray) -> np.ndarray:
+        """The graph's first output for its inputs in order (ids + mask, or hidden states + mask)."""
+        return self.session.run(None, dict(zip(self.input_names, arrays)))[0]
 
 
-class _TfliteBackend:
-    """LiteRT (ai-edge-litert) or the legacy tflite-runtime: one fixed-length signature per bucket.
+def _interpreter_module(name: str):
+    module, extra = {"litert": ("ai_edge_litert.interpreter", "'edgelm[device]'"),
+                     "tflite-runtime": ("tflite_runtime.interpreter", "tflite-runtime 'numpy<2'")}[name]
+    try:
+        import importlib
 
-    Signatures take one row; a batch runs row by row, each padded to the batch's bucket.
+        return importlib.import_module(module)
+    except ImportError:
+        raise EdgelmError(f"the {name} backend is not installed: pip install {extra}") from None
+    except Exception as exc:  # tflite-runtime 2.14 under numpy 2: AttributeError _ARRAY_API
+        raise EdgelmError(f"the {name} backend does not load here ({str(exc).splitlines()[0][:120]}); "
+                          "tflite-runtime needs numpy<2") from None
+
+
+class _TfliteSignatures:
+    """LiteRT (ai-edge-litert) or the legacy tflite-runtime over a file of fixed-length signatures.
+
+    `signatures[part][bucket]` names the signature of one part (the whole model, or a routed bundle's
+    body and experts) at one length. Signatures take one row; a batch runs row by row.
     """
 
-    def __init__(self, model_file: Path, threads: int | None, config: dict, name: str = "litert"):
-        module, extra = {"litert": ("ai_edge_litert.interpreter", "'edgelm[device]'"),
-                         "tflite-runtime": ("tflite_runtime.interpreter", "tflite-runtime 'numpy<2'")}[name]
-        try:
-            import importlib
-
-            interpreter = importlib.import_module(module)
-        except ImportError:
-            raise EdgelmError(f"the {name} backend is not installed: pip install {extra}") from None
-        except Exception as exc:  # tflite-runtime 2.14 under numpy 2: AttributeError _ARRAY_API
-            raise EdgelmError(f"the {name} backend does not load here ({str(exc).splitlines()[0][:120]}); "
-                              "tflite-runtime needs numpy<2") from None
-        self.name = name
-        self.inputs = config["signature_inputs"]
+    def __init__(self, model_file: Path, threads: int | None, signatures: dict[str, dict], inputs: list[str],
+                 name: str = "litert"):
+        interpreter = _interpreter_module(name)
+        self.name, self.inputs = name, inputs
         try:
             # The interpreter logs its delegate to fd 2 on the first call of each signature: make those here.
             with quiet_native_output():
                 self.interpreter = interpreter.Interpreter(str(model_file), num_threads=threads or None)
-                self.runners = {int(b): self.interpreter.get_signature_runner(s)
-                                for b, s in config["signatures"].items()}
-                for bucket in self.runners:
-                    self(np.zeros((1, bucket), np.int64), np.ones((1, bucket), np.int64))
+                self.runners = {part: {int(b): self.interpreter.get_signature_runner(s) for b, s in sigs.items()}
+                                for part, sigs in signatures.items()}
+                for part, runners in self.runners.items():
+                    for bucket, runner in runners.items():
+                        details = runner.get_input_details()
+                        runner(**{n: np.zeros(details[n]["shape"], details[n]["dtype"]) for n in self.inputs})
         except EdgelmError:
             raise
         except Exception as exc:
             raise EdgelmError(f"{name} cannot load {model_file.name}: {str(exc).splitlines()[0][:200]}") from None
-        self.version = getattr(interpreter, "__version__", None) or _dist_version(module.split(".")[0])
+        self.version = getattr(interpreter, "__version__", None) or _dist_version(interpreter.__name__.split(".")[0])
+
+    def runner(self, part: str):
+        """A callable (arrays in the signature's order, batch first) -> the part's output."""
+        runners = self.runners[part]
+
+        def run(*arrays: np.ndarray) -> np.ndarray:
+            runner = runners.get(arrays[0].shape[1])
+            if runner is None:
+                raise EdgelmError(f"no signature for length {arrays[0].shape[1]}; buckets are {sorted(runners)}")
+            rows = []
+            for i in range(arrays[0].shape[0]):
+                feeds = {n: (a[i : i + 1].astype(np.float32) if a.dtype.kind == "f" else a[i : i + 1].astype(np.int32))
+                         for n, a in zip(self.inputs, arrays)}
+                rows.append(next(iter(runner(**feeds).values())))
+            return np.concatenate(rows, axis=0)
+
+        return run
+
+
+class _TfliteBackend:
+    """A plain (unrouted) TFLite bundle: one signature per bucket."""
+
+    def __init__(self, model_file: Path, threads: int | None, config: dict, name: str = "litert"):
+        inputs = [config["signature_inputs"]["input_ids"], config["signature_inputs"]["attention_mask"]]
+        self._sigs = _TfliteSignatures(model_file, threads, {"model": config["signatures"]}, inputs, name)
+        self.name, self.version = name, self._sigs.version
+        self._run = self._sigs.runner("model")
 
     def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        runner = self.runners.get(ids.shape[1])
-        if runner is None:
-            raise EdgelmError(f"no signature for length {ids.shape[1]}; buckets are {sorted(self.runners)}")
-        rows = []
-        for i in range(ids.shape[0]):
-            out = runner(**{self.inputs["input_ids"]: ids[i : i + 1].astype(np.int32),
-                            self.inputs["attention_mask"]: mask[i : i + 1].astype(np.int32)})
-            rows.append(next(iter(out.values())))
-        return np.concatenate(rows, axis=0)
+        return self._run(ids, mask)
 
 
 def _dist_version(module: str) -> str | None:
@@ -109,13 +137,22 @@ def _dist_version(module: str) -> str | None:
         return None
 
 
-def make_backend(name: str, bundle: Bundle, threads: int | None):
-    """The runtime `name` loaded with the bundle's model file; refuses a runtime for the wrong format."""
+def make_backend(name: str, bundle: Bundle, threads: int | None, routing: str | None = None):
+    """The runtime `name` loaded with the bundle's model file; refuses a runtime for the wrong format.
+
+    `routing` (routed bundles only): learned (default), dense, or one expert's name for every input.
+    """
     if name not in BACKENDS:
         raise EdgelmError(f"unknown runtime {name!r}; use one of {', '.join(BACKENDS)}")
     target = bundle.target
     if name not in RUNS.get(target, ()):
         raise EdgelmError(f"{name} does not run {target} bundles; use {' or '.join(RUNS.get(target, ('?',)))}")
+    if "routed" in bundle.config:
+        from edgelm.runtime.routed import RoutedBackend
+
+        return RoutedBackend(bundle, threads, name, routing or "learned")
+    if routing is not None:
+        raise EdgelmError(f"{bundle.path} is not a routed bundle; --routing applies to routed bundles only")
     model_file = bundle.path / bundle.config["model_file"]
     if target == "onnx":
         return _OnnxBackend(model_file, threads)
@@ -150,6 +187,12 @@ def compare_outputs(task: str, got: np.ndarray, want: np.ndarray) -> dict:
     return report
 
 
+def routing_agreement(got, want) -> float:
+    """Share of inputs whose set of chosen experts is identical."""
+    got, want = np.asarray(got, dtype=bool), np.asarray(want, dtype=bool)
+    return float((got == want).all(1).mean()) if got.shape == want.shape else 0.0
+
+
 def parity_failures(report: dict, thresholds: dict) -> list[str]:
     """The thresholds a comparison misses, each with by how much."""
     if not report.get("shape_ok"):
@@ -158,6 +201,9 @@ def parity_failures(report: dict, thresholds: dict) -> list[str]:
     if report["min_cosine"] < thresholds["min_cosine"]:
         misses.append(f"min cosine {report['min_cosine']:.5f} < {thresholds['min_cosine']} "
                       f"(short by {thresholds['min_cosine'] - report['min_cosine']:.5f})")
+    if "routing_agreement" in report and report["routing_agreement"] < thresholds.get("routing_agreement", 0):
+        misses.append(f"the router chose other experts for {1 - report['routing_agreement']:.0%} of the inputs "
+                      f"(allowed: {1 - thresholds['routing_agreement']:.0%})")
     if "label_agreement" in report and report["label_agreement"] < thresholds.get("label_agreement", 0):
         misses.append(f"label agreement {report['label_agreement']:.3f} < {thresholds['label_agreement']}")
     return misses
@@ -176,14 +222,15 @@ class Model:
 
     @classmethod
     def load(cls, path: str | Path, *, backend: str | None = None, threads: int | None = None,
-             strict: bool = False, check_parity: bool = True) -> Model:
-        """Open, verify (sha256) and parity-check a bundle."""
+             strict: bool = False, check_parity: bool = True, routing: str | None = None) -> Model:
+        """Open, verify (sha256) and parity-check a bundle (a routed one: with its learned routing,
+        then switched to `routing` when given)."""
         from tokenizers import Tokenizer
 
         bundle = Bundle.open(path)
         if bundle.target not in RUNS:
             raise EdgelmError(f"{bundle.path} is a {bundle.target!r} bundle, which this edgelm cannot run")
-        runner = make_backend(backend or RUNS[bundle.target][0], bundle, threads)
+        runner = make_backend(backend or RUNS[bundle.target][0], bundle, threads, routing)
         tokenizer = Tokenizer.from_file(str(bundle.path / "tokenizer.json"))
         tokenizer.no_padding()  # padding and truncation are ours: per bucket, with a warning
         tokenizer.no_truncation()
@@ -195,8 +242,18 @@ class Model:
     def check_parity(self) -> dict:
         """Replay the parity record; raise ParityError when outputs disagree."""
         record = self.bundle.manifest["parity"]
-        got = self._run(record["texts"], strict=False)
+        forced = getattr(self.backend, "routing", None)  # routed bundles: the record holds learned routing
+        if forced:
+            self.backend.routing = "learned"
+        try:
+            got = self._run(record["texts"], strict=False)
+        finally:
+            if forced:
+                self.backend.routing = forced
+                self.backend.reset_counts()
         report = compare_outputs(self.task, got, np.array(record["outputs"]))
+        if "chosen" in record:  # routed bundles: did the device pick the experts training picked?
+            report["routing_agreement"] = routing_agreement(self.backend.last_chosen, record["chosen"])
         misses = parity_failures(report, record["thresholds"])
         if misses:
             raise ParityError(f"{self.backend.name} disagrees with the source model on this bundle: "

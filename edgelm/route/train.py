@@ -1,0 +1,362 @@
+"""`edgelm route train`: split a multi-target student into a shared body and per-domain experts, then
+train the SCAR router over them.
+
+The student's top `expert_layers` layers become the experts: the general expert keeps them as
+distilled; each domain expert is a copy trained further by distillation from the teacher on the
+source language and that domain's text (a bilingual BiStil specialist of the top layers, with the
+parallel-sentence anchor), while the body stays frozen, shared and exact. Body states and teacher
+targets are computed once per sentence, so training an expert costs only its own layers.
+
+The router learns, from the same (body) states, which expert each text belongs to: domain text to its
+expert, source-language text to the general expert; plus the load-balancing term. A tenth of each
+language's text is held out to measure how well it identifies the domain.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from edgelm.atomic import atomic_dir, atomic_write_text
+from edgelm.errors import EdgelmError
+from edgelm.kernels.pooling import masked_mean_torch
+from edgelm.kernels.routing import check_options
+from edgelm.progress import progress_bar
+from edgelm.route.model import FORMAT, ROUTED_FILE, ExpertStack, RoutedModel, body_fingerprint
+
+GENERAL = "general"
+
+
+@dataclass(frozen=True)
+class RouteConfig:
+    domains: tuple[str, ...]  # one expert each (languages, for the built-in data)
+    source: str = "eng_Latn"
+    expert_layers: int = 1  # top layers of the student that become the experts
+    general: bool = True  # keep the student's own top layers as a general expert
+    always_general: bool = False  # run the general expert for every input (weight counts first toward tau)
+    steps: int = 600  # expert distillation steps (alternating source / domain batches)
+    batch_size: int = 16
+    lr: float = 1e-4
+    max_length: int = 128
+    alpha_parallel: float = 1.0
+    router_steps: int = 600
+    router_lr: float = 3e-3
+    balance: float = 0.01  # weight of the load-balancing term
+    key_dim: int = 64
+    temperature: float = 1.0
+    tau: float = 0.9
+    k_max: int = 2
+    heldout: float = 0.1  # share of each language's text held out to score the router
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def experts(self) -> list[str]:
+        return ([GENERAL] if self.general else []) + list(self.domains)
+
+    def check(self) -> None:
+        if len(self.domains) < 2:
+            raise EdgelmError(f"routing needs at least two domains, got {len(self.domains)}: {', '.join(self.domains) or 'none'}")
+        if len(set(self.domains)) != len(self.domains):
+            raise EdgelmError("a domain is named twice")
+        if self.source in self.domains:
+            raise EdgelmError(f"{self.source} is the source language; the general expert covers it, not a domain")
+        if self.always_general and not self.general:
+            raise EdgelmError("--always-general needs the general expert (drop --no-general)")
+        for name in ("steps", "batch_size", "router_steps", "expert_layers", "key_dim"):
+            if getattr(self, name) < 1:
+                raise EdgelmError(f"--{name.replace('_', '-')} must be at least 1")
+        if not 0 < self.heldout < 0.5:
+            raise EdgelmError("--heldout must be a share in (0, 0.5)")
+        check_options(len(self.experts), self.tau, self.k_max, 0 if self.always_general else None)
+
+    def identity(self) -> dict:
+        d = asdict(self)
+        d["domains"] = list(d["domains"])
+        return d
+
+
+@dataclass
+class _Text:
+    """Cached per-sentence tensors of one language: body states, teacher last states, anchors."""
+
+    body: list[torch.Tensor]
+    teacher: list[torch.Tensor]
+    anchor: torch.Tensor  # (n, hidden) teacher embedding of the source version; zeros when none
+    has_anchor: torch.Tensor  # (n,) bool
+
+    def batch(self, idx) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        width = max(self.body[i].shape[0] for i in idx)
+        hid = self.body[0].shape[1]
+        b = torch.zeros(len(idx), width, hid)
+        t = torch.zeros(len(idx), width, hid)
+        m = torch.zeros(len(idx), width, dtype=torch.long)
+        for k, i in enumerate(idx):
+            n = self.body[i].shape[0]
+            b[k, :n], t[k, :n], m[k, :n] = self.body[i], self.teacher[i], 1
+        return b, t, m
+
+
+def open_student(student: Path) -> tuple[Path, Path, dict]:
+    """(run folder, phase-1 student folder, run.json) for a distillation run or its `general/` folder."""
+    student = Path(student)
+    run = student.parent if (student / "config.json").is_file() and (student.parent / "run.json").is_file() else student
+    if not (run / "run.json").is_file() or not (run / "general" / "model.safetensors").is_file():
+        raise EdgelmError(f"{student} is not a finished `edgelm distill` run (needs run.json and general/)")
+    if not (run / "vocab.json").is_file():
+        raise EdgelmError(f"{run} has no vocab.json: cannot map its tokens to the teacher's")
+    return run, run / "general", json.loads((run / "run.json").read_text())
+
+
+def split_student(student, expert_layers: int):
+    """(body, top layers): the student's lower layers as a BertModel, its top layers as an ExpertStack."""
+    from transformers import BertModel
+
+    depth = student.config.num_hidden_layers
+    if not 1 <= expert_layers < depth:
+        raise EdgelmError(f"--expert-layers must leave the body at least one layer: the student has {depth}")
+    cfg = copy.deepcopy(student.config)
+    cfg.num_hidden_layers = depth - expert_layers
+    body = BertModel(cfg, add_pooling_layer=False)
+    body.load_state_dict({k: v for k, v in student.state_dict().items()
+                          if not k.startswith("encoder.layer.") or int(k.split(".")[2]) < cfg.num_hidden_layers})
+    top = ExpertStack(student.config, expert_layers)
+    top_state = {}
+    for key, value in student.state_dict().items():
+        if key.startswith("encoder.layer."):
+            i, rest = int(key.split(".")[2]), key.split(".", 3)[3]
+            if i >= cfg.num_hidden_layers:
+                top_state[f"{i - cfg.num_hidden_layers}.{rest}"] = value
+    top.layers.load_state_dict(top_state)
+    return body.eval(), top.eval()
+
+
+@torch.no_grad()
+def _cache(texts_ids: list[list[int]], body, teacher, to_teacher: torch.Tensor, pad_id: int,
+           label: str, batch: int = 32) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+    """Body states, teacher last states and teacher sentence embeddings of every sentence."""
+    b_out, t_out, t_emb = [], [], []
+    with progress_bar(f"caching {label}", len(texts_ids), "sent") as advance:
+        for start in range(0, len(texts_ids), batch):
+            rows = texts_ids[start : start + batch]
+            width = max(len(r) for r in rows)
+            ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for k, r in enumerate(rows):
+                ids[k, : len(r)], mask[k, : len(r)] = torch.tensor(r), 1
+            bh = body(input_ids=ids, attention_mask=mask).last_hidden_state
+            th = teacher(input_ids=to_teacher[ids], attention_mask=mask).last_hidden_state
+            t_emb.append(masked_mean_torch(th, mask))
+            for k, r in enumerate(rows):
+                b_out.append(bh[k, : len(r)].clone())
+                t_out.append(th[k, : len(r)].clone())
+            advance(len(rows))
+    return b_out, t_out, torch.cat(t_emb)
+
+
+def _expert_loss(expert, text: _Text, idx, cfg: RouteConfig, use_anchor: bool) -> torch.Tensor:
+    b, t, m = text.batch(idx)
+    h = expert(b, m)
+    mk = m.unsqueeze(-1).float()
+    loss = (((h - t) ** 2) * mk).sum() / (mk.sum() * h.shape[-1])  # hidden-state MSE to the teacher's top layer
+    s_vec, t_vec = masked_mean_torch(h, m), masked_mean_torch(t, m)
+    loss = loss + (1 - F.cosine_similarity(s_vec, t_vec, dim=-1)).mean()
+    if use_anchor and cfg.alpha_parallel:
+        keep = text.has_anchor[torch.as_tensor(idx)]
+        if keep.any():
+            a = text.anchor[torch.as_tensor(idx)][keep]
+            loss = loss + cfg.alpha_parallel * (1 - F.cosine_similarity(s_vec[keep], a, dim=-1)).mean()
+    return loss
+
+
+def train_expert(top, texts: dict[str, _Text], source: str, domain: str, train_idx: dict[str, np.ndarray],
+                 cfg: RouteConfig) -> tuple[ExpertStack, dict]:
+    """A copy of the top layers distilled on source + `domain` text (alternating batches)."""
+    from edgelm.distill.batches import BalancedBatches
+    torch.manual_seed(cfg.seed)
+    expert = copy.deepcopy(top).train()
+    opt = torch.optim.AdamW(expert.parameters(), lr=cfg.lr)
+    sizes = {source: len(train_idx[source]), domain: len(train_idx[domain])}
+    batches = BalancedBatches(sizes, cfg.batch_size, cfg.seed)
+    warm = max(1, cfg.steps // 20)
+    started, losses = time.perf_counter(), []
+    with progress_bar(f"expert {domain}", cfg.steps, "step") as advance:
+        for step in range(cfg.steps):
+            lang, local = batches(step)
+            loss = _expert_loss(expert, texts[lang], train_idx[lang][local], cfg, use_anchor=lang != source)
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * min((step + 1) / warm, (cfg.steps - step) / max(1, cfg.steps - warm))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            advance(1, info=f"loss {loss.item():.4f}")
+    w = max(1, min(20, cfg.steps // 4))  # loss averaged over the first and last steps
+    return expert.eval(), {"steps": cfg.steps, "first_loss": round(float(np.mean(losses[:w])), 5),
+                           "last_loss": round(float(np.mean(losses[-w:])), 5),
+                           "seconds": round(time.perf_counter() - started, 1)}
+
+
+def _held_out(n: int, share: float, seed: int, lang: str) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng([seed, sum(map(ord, lang))])
+    order = rng.permutation(n)
+    k = max(1, int(round(n * share)))
+    return np.sort(order[k:]), np.sort(order[:k])
+
+
+def _router_data(texts: dict[str, _Text], idx: dict[str, np.ndarray], label: dict[str, int]):
+    rows = [(texts[lang].body[i], label[lang]) for lang in label for i in idx[lang]]
+    width = max(r.shape[0] for r, _ in rows)
+    h = torch.zeros(len(rows), width, rows[0][0].shape[1])
+    m = torch.zeros(len(rows), width, dtype=torch.long)
+    for k, (r, _) in enumerate(rows):
+        h[k, : r.shape[0]], m[k, : r.shape[0]] = r, 1
+    return h, m, torch.tensor([y for _, y in rows])
+
+
+def train_routed(cfg: RouteConfig, student: Path, out: Path, *, data_root: Path | None,
+                 corpora_paths: dict[str, list[Path]] | None = None, overwrite: bool = False,
+                 use_bundled: bool = True) -> dict:
+    """Build the routed model of `student` in `out` (atomically); return its routed.json."""
+    from safetensors.torch import load_file, save_file
+
+    from edgelm import __version__
+    from edgelm.distill.config import DistillConfig
+    from edgelm.distill.general import TokenizedCorpus
+    from edgelm.distill.run import collect_corpora, parallel_pairs
+    from edgelm.encoder import EmbeddingRecipe, load_model
+    from edgelm.route.router import ScarRouter, route_numpy, RouterWeights, train_router
+    from edgelm.teacher.registry import resolve_model
+
+    cfg.check()
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise EdgelmError(f"{out} exists; choose another --out or pass --overwrite")
+    run, general_dir, run_info = open_student(student)
+    languages = run_info.get("provenance", {}).get("languages") or []
+    missing = [d for d in cfg.domains if d not in languages]
+    if missing:
+        raise EdgelmError(f"the student in {run} was distilled on {', '.join(languages)}, not {missing[0]}: "
+                          f"distil a body with --target {','.join(cfg.domains)} first")
+    if cfg.source not in languages:
+        raise EdgelmError(f"the student was distilled from {languages[0]}, not {cfg.source}")
+    started = time.perf_counter()
+    dcfg = DistillConfig(teacher=run_info["config"]["teacher"], source=cfg.source, target=",".join(cfg.domains))
+    corpora, corpus_report = collect_corpora(dcfg, data_root, corpora_paths or {}, use_bundled)
+    pairs = parallel_pairs(dcfg, data_root, corpora)
+
+    student_model = load_model(general_dir)
+    body, top = split_student(student_model, cfg.expert_layers)
+    teacher = load_model(resolve_model(dcfg.teacher))
+    kept = torch.as_tensor(json.loads((run / "vocab.json").read_text())["kept"], dtype=torch.long)
+    recipe = EmbeddingRecipe.from_config(student_model.config, str(general_dir))
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(general_dir / "tokenizer.json"))
+    pad = student_model.config.pad_token_id
+    texts: dict[str, _Text] = {}
+    src_emb = None
+    for lang in [cfg.source, *cfg.domains]:
+        ids = TokenizedCorpus.build(tok, corpora[lang], recipe.prefix, cfg.max_length).ids
+        b, t, emb = _cache(ids, body, teacher, kept, pad, lang)
+        if lang == cfg.source:
+            src_emb = emb
+            anchor, has = emb, torch.ones(len(ids), dtype=torch.bool)
+        else:
+            pos = torch.as_tensor(pairs.get(lang, [-1] * len(ids)), dtype=torch.long)
+            has = pos >= 0
+            anchor = torch.zeros_like(emb)
+            anchor[has] = src_emb[pos[has]]
+        texts[lang] = _Text(b, t, anchor, has)
+    splits = {lang: _held_out(len(texts[lang].body), cfg.heldout, cfg.seed, lang) for lang in texts}
+    train_idx = {lang: s[0] for lang, s in splits.items()}
+    del teacher
+
+    experts: dict[str, ExpertStack] = {}
+    report: dict = {"experts": {}}
+    if cfg.general:
+        experts[GENERAL] = top
+        report["experts"][GENERAL] = {"steps": 0, "note": "the student's own top layers"}
+    fp = body_fingerprint(body)
+    work = out.parent / f".{out.name}.experts"  # finished experts survive a kill; a rerun picks them up
+    work.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256(json.dumps([cfg.identity(), fp, corpus_report], sort_keys=True).encode()).hexdigest()[:16]
+    for domain in cfg.domains:
+        done = work / f"{domain}.{key}.safetensors"
+        if done.is_file():
+            experts[domain] = copy.deepcopy(top)
+            experts[domain].load_state_dict(load_file(str(done)))
+            report["experts"][domain] = json.loads(safe_metadata(done)["report"])
+            continue
+        experts[domain], report["experts"][domain] = train_expert(top, texts, cfg.source, domain, train_idx, cfg)
+        save_file(_state(experts[domain]), str(done), metadata={"report": json.dumps(report["experts"][domain])})
+
+    names = cfg.experts
+    label = {d: names.index(d) for d in cfg.domains}
+    if cfg.general:
+        label[cfg.source] = names.index(GENERAL)
+    h, m, y = _router_data(texts, train_idx, label)
+    torch.manual_seed(cfg.seed)
+    router = ScarRouter(body.config.hidden_size, len(names), key_dim=cfg.key_dim, temperature=cfg.temperature)
+    t0 = time.perf_counter()
+    with progress_bar("router", 1, "fit") as advance:
+        losses = train_router(router, h, m, y, steps=cfg.router_steps, lr=cfg.router_lr, balance=cfg.balance,
+                              seed=cfg.seed)
+        advance(1)
+    hh, mh, yh = _router_data(texts, {l: s[1] for l, s in splits.items()}, label)
+    general_index = names.index(GENERAL) if cfg.always_general else None
+    routed = route_numpy(RouterWeights.from_torch(router.eval()), hh.numpy(), mh.numpy(), cfg.tau, cfg.k_max, general_index)
+    pred = routed["weights"].argmax(1)
+    per_class = {names[c]: round(float((pred[yh.numpy() == c] == c).mean()), 4) for c in sorted(set(y.tolist()))}
+    w = max(1, min(20, cfg.router_steps // 4))
+    report["router"] = {"steps": cfg.router_steps, "first_loss": round(float(np.mean(losses[:w])), 4),
+                        "last_loss": round(float(np.mean(losses[-w:])), 4),
+                        "seconds": round(time.perf_counter() - t0, 1),
+                        "heldout_sentences": int(len(yh)), "heldout_accuracy": round(float((pred == yh.numpy()).mean()), 4),
+                        "heldout_accuracy_per_expert": per_class,
+                        "heldout_mean_experts": round(float(routed["chosen"].sum(1).mean()), 3),
+                        "classes": {names[c]: [l for l, v in label.items() if v == c] for c in sorted(set(label.values()))}}
+
+    meta = {"format": FORMAT, "edgelm_version": __version__, "source": cfg.source, "domains": list(cfg.domains),
+            "experts": names, "general": names.index(GENERAL) if cfg.general else None,
+            "always_general": cfg.always_general, "tau": cfg.tau, "k_max": cfg.k_max,
+            "expert_layers": cfg.expert_layers, "body_layers": body.config.num_hidden_layers,
+            "body_fingerprint": fp, "student": str(general_dir), "teacher": dcfg.teacher,
+            "languages": languages, "config": cfg.identity(), "corpora": corpus_report, "training": report}
+    with atomic_dir(out, replace=overwrite) as tmp:
+        body.save_pretrained(tmp / "body", safe_serialization=True)
+        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+            if (general_dir / name).is_file():
+                (tmp / "body" / name).write_bytes((general_dir / name).read_bytes())
+        (tmp / "experts").mkdir()
+        for name, expert in experts.items():
+            save_file(_state(expert), str(tmp / "experts" / f"{name}.safetensors"),
+                      metadata={"format": "edgelm.expert/1", "name": name, "layers": str(cfg.expert_layers),
+                                "body_fingerprint": fp})
+        save_file({k: v.contiguous() for k, v in router.state_dict().items()}, str(tmp / "router.safetensors"),
+                  metadata={"temperature": str(cfg.temperature), "experts": json.dumps(names), "body_fingerprint": fp})
+        meta["wall_seconds"] = round(time.perf_counter() - started, 1)
+        atomic_write_text(tmp / ROUTED_FILE, json.dumps(meta, indent=1))
+        RoutedModel.load(tmp)  # what was written loads, pieces agree
+    shutil.rmtree(work, ignore_errors=True)
+    return meta
+
+
+def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().contiguous() for k, v in module.state_dict().items()}
+
+
+def safe_metadata(path: Path) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as fh:
+        return fh.metadata() or {}

@@ -1,0 +1,100 @@
+"""Routed bundles on the device: run the body, route in numpy, run only the chosen experts.
+
+The router is a few thousand numbers (a query projection and one prototype per expert), so it runs
+as the same numpy kernels training used (`kernels.routing` through `route.router.route_numpy`):
+the device picks exactly the experts training would. Each expert is its own graph (ONNX: a file
+per part; TFLite: a signature per part and bucket), so an expert that no input chose costs nothing.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from edgelm.errors import EdgelmError
+from edgelm.runtime.bundle import Bundle
+
+DEVICE_ROUTINGS = ("learned", "dense")
+
+
+def load_router(path) -> tuple:
+    """(RouterWeights, expert names) from a router.safetensors, without torch."""
+    try:
+        from safetensors import safe_open
+    except ImportError:
+        raise EdgelmError("routed bundles need safetensors: pip install 'edgelm[device]'") from None
+    from edgelm.kernels.routing import RouterWeights
+
+    with safe_open(str(path), "np") as fh:
+        meta = fh.metadata() or {}
+        w = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+    return RouterWeights(w["query.weight"], w["query.bias"], w["prototypes"], float(meta["temperature"])), \
+        json.loads(meta["experts"])
+
+
+class RoutedBackend:
+    """(ids, mask) -> mixed sentence vectors; `last_chosen` holds the experts each row ran."""
+
+    def __init__(self, bundle: Bundle, threads: int | None, name: str, routing: str = "learned",
+                 tau: float | None = None, k_max: int | None = None):
+        from edgelm.runtime.model import _OnnxBackend, _TfliteSignatures
+
+        cfg = bundle.config["routed"]
+        self.names = list(cfg["experts"])
+        self.router, router_names = load_router(bundle.path / cfg["router_file"])
+        if router_names != self.names:
+            raise EdgelmError(f"the router in {bundle.path} routes to {router_names}, the bundle has {self.names}")
+        self.general = cfg.get("general") if cfg.get("always_general") else None
+        self.tau = cfg["tau"] if tau is None else tau
+        self.k_max = cfg["k_max"] if k_max is None else k_max
+        self.normalize = bool(bundle.config.get("normalize", True))
+        self.name = name
+        if routing not in DEVICE_ROUTINGS and routing not in self.names:
+            raise EdgelmError(f"unknown routing {routing!r}; use {', '.join(DEVICE_ROUTINGS)} or one of {', '.join(self.names)}")
+        self.routing = routing
+        if bundle.target == "onnx":
+            self.body = _OnnxBackend(bundle.path / cfg["files"]["body"], threads)
+            self.experts = [_OnnxBackend(bundle.path / cfg["files"][n], threads) for n in self.names]
+            self.version = self.body.version
+        else:
+            parts = _TfliteSignatures(bundle.path / bundle.config["model_file"], threads, cfg["signatures"],
+                                      list(bundle.config["signature_inputs"].values()), name)
+            self.body = parts.runner("body")
+            self.experts = [parts.runner(n) for n in self.names]
+            self.version = parts.version
+        self.last_chosen: np.ndarray | None = None
+        self.experts_run = np.zeros(len(self.names), dtype=np.int64)
+        self.rows = 0
+
+    def choose(self, hidden: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from edgelm.kernels.routing import route_numpy
+
+        out = route_numpy(self.router, hidden, mask, self.tau, self.k_max, self.general)
+        if self.routing == "learned":
+            return out["chosen"], out["mixing"]
+        if self.routing == "dense":
+            return np.ones_like(out["chosen"]), out["weights"]
+        chosen = np.zeros_like(out["chosen"])
+        chosen[:, self.names.index(self.routing)] = True
+        return chosen, chosen.astype(np.float32)
+
+    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        from edgelm.kernels.routing import mix
+
+        hidden = np.asarray(self.body(ids, mask), dtype=np.float32)
+        chosen, mixing = self.choose(hidden, mask)
+        out = mix(chosen, mixing, lambda e, rows: np.asarray(self.experts[e](hidden[rows], mask[rows]), np.float32),
+                  self.normalize)
+        self.last_chosen = chosen
+        self.experts_run += chosen.sum(0)
+        self.rows += chosen.shape[0]
+        return out
+
+    def reset_counts(self) -> None:
+        self.experts_run[:] = 0
+        self.rows = 0
+
+    @property
+    def mean_experts(self) -> float:
+        return float(self.experts_run.sum() / max(1, self.rows))
