@@ -39,7 +39,9 @@ def eval_command(
     task: Annotated[Optional[list[str]], typer.Option("--task", "-t", help="sib200 and/or tatoeba (repeatable); "
                                                       "one with --domains (default sib200).")] = None,
     domains: Annotated[Optional[str], typer.Option(help="Score matrix over domains: languages | topics (SIB-200's "
-                                                        "seven topics), models as rows, for `edgelm metrics`.")] = None,
+                                                        "seven topics) | a TSV (text, label, domain, split) | a folder "
+                                                        "of domain folders (train.tsv, test.tsv); models as rows, for "
+                                                        "`edgelm metrics`.")] = None,
     languages: Annotated[Optional[str], typer.Option("--languages", "-l", help="Comma-separated codes (e.g. swh_Latn,hin_Deva); default: all in the data.")] = None,
     source: Annotated[str, typer.Option(help="Language the SIB-200 probe is trained on.")] = "eng_Latn",
     data: Annotated[Optional[Path], typer.Option(help="Data folder (default: $EDGELM_DATA, else ../shared/data).")] = None,

@@ -6,6 +6,7 @@ Two groupings are built in:
 - `topics`: SIB-200's seven topics are the domains; the score of a topic is cross-lingual retrieval
   among that topic's parallel test sentences (each language → the source language, mean over
   languages), so it measures how well a model keeps one topic's meaning across languages.
+Or the user's own labelled text (`evaluate.user_domains`): a TSV file or a folder per domain.
 """
 
 from __future__ import annotations
@@ -50,12 +51,27 @@ def domain_matrix(models: list[str], grouping: str, *, task: str = "sib200", lan
     from edgelm.data.locate import data_root
     from edgelm.data.sib200 import resolve_sib200_language, sib200_languages
 
-    if grouping not in GROUPINGS:
-        raise EdgelmError(f"unknown domain grouping {grouping!r}; use one of {', '.join(GROUPINGS)}")
     if not models:
         raise EdgelmError("give at least one model")
-    root = data_root(data)
     scores: dict[str, list[float]] = {}
+    if grouping not in GROUPINGS:  # the user's own domains: a TSV file or a folder per domain
+        import torch
+
+        from edgelm.encoder import Encoder
+        from edgelm.evaluate.user_domains import load_user_domains, user_domain_scores
+
+        if not Path(grouping).exists():
+            raise EdgelmError(f"unknown domain grouping {grouping!r}; use {', '.join(GROUPINGS)}, a TSV file "
+                              "(text, label, domain, split) or a folder with one train.tsv/test.tsv folder per domain")
+        rows = load_user_domains(grouping)
+        if threads:
+            torch.set_num_threads(threads)
+        for model in models:
+            got = user_domain_scores(Encoder.load(model), rows)
+            scores[model] = [got[d] for d in rows]
+        return {"domains": list(rows), "scores": scores, "grouping": str(grouping),
+                "score": f"probe accuracy per domain (probe trained on the training rows of every domain in {grouping})"}
+    root = data_root(data)
     if grouping == "languages":
         from edgelm.evaluate import evaluate_model
 
