@@ -21,6 +21,20 @@ def _parse_corpora(items: list[str]) -> dict[str, list[Path]]:
     return corpora
 
 
+def corpus_data(data: Path | None, corpus: list[str]) -> tuple[Path | None, list[str]]:
+    """(data folder or None, its SIB-200 languages): without a data folder only --corpus text trains."""
+    from edgelm.data.locate import data_root
+    from edgelm.data.sib200 import sib200_languages
+
+    try:
+        root = data_root(data)
+    except EdgelmError:
+        if data is not None or not corpus:
+            raise
+        root = None
+    return root, (sib200_languages(root) if root else [])
+
+
 def distill_command(
     out_dir: Annotated[Path, typer.Option("--out", help="Run folder (students, checkpoints, logs).")],
     teacher: Annotated[str, typer.Option(help="Teacher: bundled name, checkpoint folder or hub id.")] = "e5-small",
@@ -56,18 +70,10 @@ def distill_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
 ) -> None:
     """Distil a bilingual student from a multilingual teacher (BiStil: trim, drop layers, distil)."""
-    from edgelm.data.locate import data_root
-    from edgelm.data.sib200 import sib200_languages
     from edgelm.data.languages import normalize_language
     from edgelm.distill.config import DistillConfig
 
-    try:
-        root = data_root(data)
-    except EdgelmError:
-        if data is not None or not corpus:  # without a data folder, only --corpus text can train
-            raise
-        root = None
-    have = sib200_languages(root) if root else []
+    root, have = corpus_data(data, corpus)
     src = normalize_language(source, have)
     tgt = ",".join(normalize_language(t.strip(), have) if t.strip() else "" for t in target.split(","))
     corpora = {normalize_language(k, have): v for k, v in _parse_corpora(corpus).items()}

@@ -38,20 +38,12 @@ def train_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print routed.json.")] = False,
 ) -> None:
     """Split a multi-target student into body + experts, distil each expert on its domain, train the router."""
-    from edgelm.cli.distill import _parse_corpora
+    from edgelm.cli.distill import _parse_corpora, corpus_data
     from edgelm.data.languages import normalize_language
-    from edgelm.data.locate import data_root
-    from edgelm.data.sib200 import sib200_languages
     from edgelm.errors import EdgelmError
     from edgelm.route.train import RouteConfig, open_student, train_routed
 
-    try:
-        root = data_root(data)
-    except EdgelmError:
-        if data is not None or not corpus:
-            raise
-        root = None
-    have = sib200_languages(root) if root else []
+    root, have = corpus_data(data, corpus)
     names = tuple(normalize_language(d.strip(), have) for d in domains.split(",") if d.strip())
     cfg = RouteConfig(domains=names, source=normalize_language(source, have), expert_layers=expert_layers,
                       general=general, always_general=always_general, steps=steps, router_steps=router_steps,
