@@ -41,7 +41,8 @@ def body(tiny_teacher, tmp_path_factory):
 @pytest.fixture(scope="module")
 def routed(body, tmp_path_factory):
     out = tmp_path_factory.mktemp("routed") / "scar"
-    edgelm("route", "train", "--student", str(body), "--domains", "swh_Latn,hin_Deva", "--out", str(out), *ROUTE)
+    edgelm("route", "train", "--student", str(body), "--domains", "swh_Latn,hin_Deva", "--out", str(out), *ROUTE,
+           "--general-languages", "fra_Latn")
     return out
 
 
@@ -59,7 +60,11 @@ def test_a_multi_target_body_and_its_routed_model(body, routed):
 
     general, swh = (load_file(routed / "experts" / f"{n}.safetensors") for n in ("general", "swh_Latn"))
     assert general.keys() == swh.keys() and any(not torch.equal(general[k], swh[k]) for k in general)
-    assert 0 <= meta["training"]["router"]["heldout_accuracy"] <= 1
+    router = meta["training"]["router"]
+    assert 0 <= router["heldout_accuracy"] <= 1
+    # the router learns "general" from the source language and the router-only French text
+    assert router["classes"] == {"general": ["eng_Latn", "fra_Latn"], "swh_Latn": ["swh_Latn"], "hin_Deva": ["hin_Deva"]}
+    assert router["heldout_sentences"] == 4 * 80
     assert not any(p.name.startswith(".") for p in routed.parent.iterdir())  # no work folders left behind
 
 
@@ -202,6 +207,8 @@ def test_bad_routing_inputs_get_one_line_and_change_nothing(cli, body, routed, t
     assert_user_error(cli(*base, "--domains", "swh_Latn,amh_Ethi"), "not amh_Ethi")
     assert_user_error(cli(*base, "--domains", "swh_Latn,hin_Deva", "--no-bundled"), "no training text")
     assert_user_error(cli(*base, "--domains", "swh_Latn,hin_Deva", "--expert-layers", "2"), "at least one layer")
+    assert_user_error(cli(*base, "--domains", "swh_Latn,hin_Deva", "--general-languages", "hin_Deva"),
+                      "not a general language")
     assert_user_error(cli("route", "train", "--student", str(tmp_path), "--out", str(out), "--domains",
                           "swh_Latn,hin_Deva"), "not a finished `edgelm distill` run")
     assert not out.exists()

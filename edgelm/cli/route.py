@@ -22,6 +22,8 @@ def train_command(
     expert_layers: Annotated[int, typer.Option(help="Top student layers that become the experts.")] = 1,
     general: Annotated[bool, typer.Option("--general/--no-general", help="Keep the student's own top layers as a general expert.")] = True,
     always_general: Annotated[bool, typer.Option(help="Run the general expert for every input, routed experts on top.")] = False,
+    general_languages: Annotated[str, typer.Option(help="Comma-separated languages whose text (SIB-200 train/dev, --corpus) "
+                                                        "teaches the router to send other languages to the general expert.")] = "",
     steps: Annotated[int, typer.Option(help="Distillation steps per expert.")] = 600,
     router_steps: Annotated[int, typer.Option(help="Router training steps.")] = 600,
     balance: Annotated[float, typer.Option(help="Weight of the load-balancing term.")] = 0.01,
@@ -46,12 +48,14 @@ def train_command(
     root, have = corpus_data(data, corpus)
     names = tuple(normalize_language(d.strip(), have) for d in domains.split(",") if d.strip())
     cfg = RouteConfig(domains=names, source=normalize_language(source, have), expert_layers=expert_layers,
-                      general=general, always_general=always_general, steps=steps, router_steps=router_steps,
+                      general=general, always_general=always_general,
+                      general_languages=tuple(normalize_language(g.strip(), have) for g in general_languages.split(",") if g.strip()),
+                      steps=steps, router_steps=router_steps,
                       balance=balance, tau=tau, k_max=k_max, lr=lr, batch_size=batch_size, seed=seed)
     cfg.check()
     open_student(student)
     corpora = {normalize_language(k, have): v for k, v in _parse_corpora(corpus).items()}
-    unknown = [k for k in corpora if k not in names and k != cfg.source]
+    unknown = [k for k in corpora if k not in names and k != cfg.source and k not in cfg.general_languages]
     if unknown:
         raise EdgelmError(f"--corpus names {unknown[0]}, which is neither a domain nor the source")
     if threads:

@@ -8,8 +8,9 @@ parallel-sentence anchor), while the body stays frozen, shared and exact. Body s
 targets are computed once per sentence, so training an expert costs only its own layers.
 
 The router learns, from the same (body) states, which expert each text belongs to: domain text to its
-expert, source-language text to the general expert; plus the load-balancing term. A tenth of each
-language's text is held out to measure how well it identifies the domain.
+expert, source-language text (and any `general_languages`' text) to the general expert; plus the
+load-balancing term. A tenth of each language's text is held out to measure how well it identifies
+the domain.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class RouteConfig:
     expert_layers: int = 1  # top layers of the student that become the experts
     general: bool = True  # keep the student's own top layers as a general expert
     always_general: bool = False  # run the general expert for every input (weight counts first toward tau)
+    general_languages: tuple[str, ...] = ()  # more text the router learns to send to the general expert
     steps: int = 600  # expert distillation steps (alternating source / domain batches)
     batch_size: int = 16
     lr: float = 1e-4
@@ -70,8 +72,11 @@ class RouteConfig:
             raise EdgelmError("a domain is named twice")
         if self.source in self.domains:
             raise EdgelmError(f"{self.source} is the source language; the general expert covers it, not a domain")
-        if self.always_general and not self.general:
-            raise EdgelmError("--always-general needs the general expert (drop --no-general)")
+        if (self.always_general or self.general_languages) and not self.general:
+            raise EdgelmError("--always-general and --general-languages need the general expert (drop --no-general)")
+        clash = set(self.general_languages) & ({self.source} | set(self.domains))
+        if clash:
+            raise EdgelmError(f"{sorted(clash)[0]} is a domain or the source, not a general language")
         for name in ("steps", "batch_size", "router_steps", "expert_layers", "key_dim"):
             if getattr(self, name) < 1:
                 raise EdgelmError(f"--{name.replace('_', '-')} must be at least 1")
@@ -81,7 +86,7 @@ class RouteConfig:
 
     def identity(self) -> dict:
         d = asdict(self)
-        d["domains"] = list(d["domains"])
+        d["domains"], d["general_languages"] = list(d["domains"]), list(d["general_languages"])
         return d
 
 
@@ -142,8 +147,9 @@ def split_student(student, expert_layers: int):
 
 @torch.no_grad()
 def _cache(texts_ids: list[list[int]], body, teacher, to_teacher: torch.Tensor, pad_id: int,
-           label: str, batch: int = 32) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
-    """Body states, teacher last states and teacher sentence embeddings of every sentence."""
+           label: str, batch: int = 32) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor | None]:
+    """Body states, teacher last states and teacher sentence embeddings of every sentence
+    (body states only when `teacher` is None: text the router sees but no expert trains on)."""
     b_out, t_out, t_emb = [], [], []
     with progress_bar(f"caching {label}", len(texts_ids), "sent") as advance:
         for start in range(0, len(texts_ids), batch):
@@ -154,13 +160,14 @@ def _cache(texts_ids: list[list[int]], body, teacher, to_teacher: torch.Tensor, 
             for k, r in enumerate(rows):
                 ids[k, : len(r)], mask[k, : len(r)] = torch.tensor(r), 1
             bh = body(input_ids=ids, attention_mask=mask).last_hidden_state
-            th = teacher(input_ids=to_teacher[ids], attention_mask=mask).last_hidden_state
-            t_emb.append(masked_mean_torch(th, mask))
             for k, r in enumerate(rows):
                 b_out.append(bh[k, : len(r)].clone())
-                t_out.append(th[k, : len(r)].clone())
+            if teacher is not None:
+                th = teacher(input_ids=to_teacher[ids], attention_mask=mask).last_hidden_state
+                t_emb.append(masked_mean_torch(th, mask))
+                t_out += [th[k, : len(r)].clone() for k, r in enumerate(rows)]
             advance(len(rows))
-    return b_out, t_out, torch.cat(t_emb)
+    return b_out, t_out, (torch.cat(t_emb) if t_emb else None)
 
 
 def _expert_loss(expert, text: _Text, idx, cfg: RouteConfig, use_anchor: bool) -> torch.Tensor:
@@ -223,6 +230,80 @@ def _router_data(texts: dict[str, _Text], idx: dict[str, np.ndarray], label: dic
     return h, m, torch.tensor([y for _, y in rows])
 
 
+def cache_texts(cfg: RouteConfig, run: Path, general_dir: Path, student_model, body, teacher_name: str,
+                corpora: dict[str, list[str]], pairs: dict[str, list[int]], corpus_report: dict,
+                data_root: Path | None, corpora_paths, use_bundled: bool) -> dict[str, _Text]:
+    """Body states and teacher targets (anchors included) per language; router-only languages: body states."""
+    from tokenizers import Tokenizer
+
+    from edgelm.distill.config import DistillConfig
+    from edgelm.distill.general import TokenizedCorpus
+    from edgelm.distill.run import collect_corpora
+    from edgelm.encoder import EmbeddingRecipe, load_model
+    from edgelm.teacher.registry import resolve_model
+
+    teacher = load_model(resolve_model(teacher_name))
+    kept = torch.as_tensor(json.loads((run / "vocab.json").read_text())["kept"], dtype=torch.long)
+    recipe = EmbeddingRecipe.from_config(student_model.config, str(general_dir))
+    tok = Tokenizer.from_file(str(general_dir / "tokenizer.json"))
+    pad = student_model.config.pad_token_id
+    texts: dict[str, _Text] = {}
+    src_emb = None
+    for lang in [cfg.source, *cfg.domains]:
+        ids = TokenizedCorpus.build(tok, corpora[lang], recipe.prefix, cfg.max_length).ids
+        b, t, emb = _cache(ids, body, teacher, kept, pad, lang)
+        if lang == cfg.source:
+            src_emb = emb
+            anchor, has = emb, torch.ones(len(ids), dtype=torch.bool)
+        else:
+            pos = torch.as_tensor(pairs.get(lang, [-1] * len(ids)), dtype=torch.long)
+            has = pos >= 0
+            anchor = torch.zeros_like(emb)
+            anchor[has] = src_emb[pos[has]]
+        texts[lang] = _Text(b, t, anchor, has)
+    if cfg.general_languages:
+        gcfg = DistillConfig(teacher=teacher_name, source=cfg.source, target=",".join(cfg.general_languages))
+        general_corpora, general_report = collect_corpora(gcfg, data_root, corpora_paths or {}, use_bundled)
+        corpus_report |= {lang: general_report[lang] for lang in cfg.general_languages}
+        for lang in cfg.general_languages:
+            ids = TokenizedCorpus.build(tok, general_corpora[lang], recipe.prefix, cfg.max_length).ids
+            b, _, _ = _cache(ids, body, None, kept, pad, f"{lang} (router only)")
+            texts[lang] = _Text(b, [], torch.zeros(0), torch.zeros(0, dtype=torch.bool))
+    return texts
+
+
+def fit_router(cfg: RouteConfig, names: list[str], texts: dict[str, _Text],
+               splits: dict[str, tuple[np.ndarray, np.ndarray]], hidden_size: int):
+    """Train the router on the training split of every language's body states; score it on the held-out split."""
+    from edgelm.kernels.routing import RouterWeights, route_numpy
+    from edgelm.route.router import ScarRouter, train_router
+
+    label = {d: names.index(d) for d in cfg.domains}
+    if cfg.general:
+        label |= {lang: names.index(GENERAL) for lang in (cfg.source, *cfg.general_languages)}
+    h, m, y = _router_data(texts, {l: s[0] for l, s in splits.items()}, label)
+    torch.manual_seed(cfg.seed)
+    router = ScarRouter(hidden_size, len(names), key_dim=cfg.key_dim, temperature=cfg.temperature)
+    t0 = time.perf_counter()
+    with progress_bar("router", 1, "fit") as advance:
+        losses = train_router(router, h, m, y, steps=cfg.router_steps, lr=cfg.router_lr, balance=cfg.balance,
+                              seed=cfg.seed)
+        advance(1)
+    hh, mh, yh = _router_data(texts, {l: s[1] for l, s in splits.items()}, label)
+    general_index = names.index(GENERAL) if cfg.always_general else None
+    routed = route_numpy(RouterWeights.from_torch(router.eval()), hh.numpy(), mh.numpy(), cfg.tau, cfg.k_max, general_index)
+    pred = routed["weights"].argmax(1)
+    per_class = {names[c]: round(float((pred[yh.numpy() == c] == c).mean()), 4) for c in sorted(set(y.tolist()))}
+    w = max(1, min(20, cfg.router_steps // 4))
+    return router, {"steps": cfg.router_steps, "first_loss": round(float(np.mean(losses[:w])), 4),
+                    "last_loss": round(float(np.mean(losses[-w:])), 4),
+                    "seconds": round(time.perf_counter() - t0, 1),
+                    "heldout_sentences": int(len(yh)), "heldout_accuracy": round(float((pred == yh.numpy()).mean()), 4),
+                    "heldout_accuracy_per_expert": per_class,
+                    "heldout_mean_experts": round(float(routed["chosen"].sum(1).mean()), 3),
+                    "classes": {names[c]: [l for l, v in label.items() if v == c] for c in sorted(set(label.values()))}}
+
+
 def train_routed(cfg: RouteConfig, student: Path, out: Path, *, data_root: Path | None,
                  corpora_paths: dict[str, list[Path]] | None = None, overwrite: bool = False,
                  use_bundled: bool = True) -> dict:
@@ -231,11 +312,8 @@ def train_routed(cfg: RouteConfig, student: Path, out: Path, *, data_root: Path 
 
     from edgelm import __version__
     from edgelm.distill.config import DistillConfig
-    from edgelm.distill.general import TokenizedCorpus
     from edgelm.distill.run import collect_corpora, parallel_pairs
-    from edgelm.encoder import EmbeddingRecipe, load_model
-    from edgelm.route.router import ScarRouter, route_numpy, RouterWeights, train_router
-    from edgelm.teacher.registry import resolve_model
+    from edgelm.encoder import load_model
 
     cfg.check()
     out = Path(out)
@@ -256,30 +334,10 @@ def train_routed(cfg: RouteConfig, student: Path, out: Path, *, data_root: Path 
 
     student_model = load_model(general_dir)
     body, top = split_student(student_model, cfg.expert_layers)
-    teacher = load_model(resolve_model(dcfg.teacher))
-    kept = torch.as_tensor(json.loads((run / "vocab.json").read_text())["kept"], dtype=torch.long)
-    recipe = EmbeddingRecipe.from_config(student_model.config, str(general_dir))
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(str(general_dir / "tokenizer.json"))
-    pad = student_model.config.pad_token_id
-    texts: dict[str, _Text] = {}
-    src_emb = None
-    for lang in [cfg.source, *cfg.domains]:
-        ids = TokenizedCorpus.build(tok, corpora[lang], recipe.prefix, cfg.max_length).ids
-        b, t, emb = _cache(ids, body, teacher, kept, pad, lang)
-        if lang == cfg.source:
-            src_emb = emb
-            anchor, has = emb, torch.ones(len(ids), dtype=torch.bool)
-        else:
-            pos = torch.as_tensor(pairs.get(lang, [-1] * len(ids)), dtype=torch.long)
-            has = pos >= 0
-            anchor = torch.zeros_like(emb)
-            anchor[has] = src_emb[pos[has]]
-        texts[lang] = _Text(b, t, anchor, has)
+    texts = cache_texts(cfg, run, general_dir, student_model, body, dcfg.teacher, corpora, pairs, corpus_report,
+                        data_root, corpora_paths, use_bundled)
     splits = {lang: _held_out(len(texts[lang].body), cfg.heldout, cfg.seed, lang) for lang in texts}
     train_idx = {lang: s[0] for lang, s in splits.items()}
-    del teacher
 
     experts: dict[str, ExpertStack] = {}
     report: dict = {"experts": {}}
@@ -301,30 +359,7 @@ def train_routed(cfg: RouteConfig, student: Path, out: Path, *, data_root: Path 
         save_file(_state(experts[domain]), str(done), metadata={"report": json.dumps(report["experts"][domain])})
 
     names = cfg.experts
-    label = {d: names.index(d) for d in cfg.domains}
-    if cfg.general:
-        label[cfg.source] = names.index(GENERAL)
-    h, m, y = _router_data(texts, train_idx, label)
-    torch.manual_seed(cfg.seed)
-    router = ScarRouter(body.config.hidden_size, len(names), key_dim=cfg.key_dim, temperature=cfg.temperature)
-    t0 = time.perf_counter()
-    with progress_bar("router", 1, "fit") as advance:
-        losses = train_router(router, h, m, y, steps=cfg.router_steps, lr=cfg.router_lr, balance=cfg.balance,
-                              seed=cfg.seed)
-        advance(1)
-    hh, mh, yh = _router_data(texts, {l: s[1] for l, s in splits.items()}, label)
-    general_index = names.index(GENERAL) if cfg.always_general else None
-    routed = route_numpy(RouterWeights.from_torch(router.eval()), hh.numpy(), mh.numpy(), cfg.tau, cfg.k_max, general_index)
-    pred = routed["weights"].argmax(1)
-    per_class = {names[c]: round(float((pred[yh.numpy() == c] == c).mean()), 4) for c in sorted(set(y.tolist()))}
-    w = max(1, min(20, cfg.router_steps // 4))
-    report["router"] = {"steps": cfg.router_steps, "first_loss": round(float(np.mean(losses[:w])), 4),
-                        "last_loss": round(float(np.mean(losses[-w:])), 4),
-                        "seconds": round(time.perf_counter() - t0, 1),
-                        "heldout_sentences": int(len(yh)), "heldout_accuracy": round(float((pred == yh.numpy()).mean()), 4),
-                        "heldout_accuracy_per_expert": per_class,
-                        "heldout_mean_experts": round(float(routed["chosen"].sum(1).mean()), 3),
-                        "classes": {names[c]: [l for l, v in label.items() if v == c] for c in sorted(set(label.values()))}}
+    router, report["router"] = fit_router(cfg, names, texts, splits, body.config.hidden_size)
 
     meta = {"format": FORMAT, "edgelm_version": __version__, "source": cfg.source, "domains": list(cfg.domains),
             "experts": names, "general": names.index(GENERAL) if cfg.general else None,
