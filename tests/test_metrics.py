@@ -201,3 +201,6 @@ def test_eval_user_domains_from_a_tsv_or_folders(cli, teacher_dir, tiny_teacher,
     bad = tmp_path / "bad.tsv"
     bad.write_text("text\tlabel\nhello\tx\n")
     assert_user_error(cli("eval", str(teacher_dir), "--domains", str(bad)), "no 'domain' column")
+    short = tmp_path / "short.tsv"
+    short.write_text("text\tlabel\tdomain\tsplit\nhello\tx\tA\n")
+    assert_user_error(cli("eval", str(teacher_dir), "--domains", str(short)), "line 2: empty 'split'")

@@ -117,8 +117,9 @@ def show_command(
         if tau is not None or k_max is not None:
             from edgelm.kernels.routing import check_options
 
-            check_options(len(backend.names), tau or backend.tau, k_max or backend.k_max, backend.general)
-            backend.tau, backend.k_max = tau or backend.tau, k_max or backend.k_max
+            backend.tau = backend.tau if tau is None else tau
+            backend.k_max = backend.k_max if k_max is None else k_max
+            check_options(len(backend.names), backend.tau, backend.k_max, backend.general)
         ids, mask = m.encode(list(texts))
         hidden = np.asarray(backend.body(ids, mask), dtype=np.float32)
         from edgelm.kernels.routing import route_numpy

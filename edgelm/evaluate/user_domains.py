@@ -23,13 +23,23 @@ Rows = dict[str, dict[str, list[tuple[str, str]]]]  # domain -> split -> (text, 
 def _read_tsv(path: Path, need: tuple[str, ...]) -> list[dict[str, str]]:
     try:
         with open(path, newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
+            reader = csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE, restval="")
             missing = [c for c in need if c not in (reader.fieldnames or [])]
             if missing:
                 raise EdgelmError(f"{path} has no {missing[0]!r} column (its header must name {', '.join(need)})")
-            return [row for row in reader if (row.get("text") or "").strip()]
+            rows = []
+            for line, row in enumerate(reader, start=2):
+                if not (row.get("text") or "").strip():
+                    continue
+                empty = [c for c in need if not (row.get(c) or "").strip()]
+                if empty:
+                    raise EdgelmError(f"{path} line {line}: empty {empty[0]!r}")
+                rows.append(row)
+            return rows
     except UnicodeDecodeError as exc:
         raise EdgelmError(f"{path} is not valid UTF-8 (byte {exc.start})") from None
+    except csv.Error as exc:
+        raise EdgelmError(f"{path} is not a readable TSV: {exc}") from None
     except OSError as exc:
         raise EdgelmError(f"cannot read {path}: {exc.strerror}") from None
 

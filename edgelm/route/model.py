@@ -84,17 +84,22 @@ class RoutedModel:
     @classmethod
     def load(cls, path: str | Path) -> RoutedModel:
         """Read a routed folder; refuse pieces trained from another body."""
-        from safetensors import safe_open
-
         from edgelm.encoder import EmbeddingRecipe, check_checkpoint, load_model, load_tokenizer
         from edgelm.route.router import ScarRouter
 
         path = Path(path)
         if not is_routed(path):
             raise EdgelmError(f"{path} is not a routed model (no {ROUTED_FILE}); make one with `edgelm route train`")
-        meta = json.loads((path / ROUTED_FILE).read_text())
-        if meta.get("format") != FORMAT:
-            raise EdgelmError(f"{path} is routed-model format {meta.get('format')!r}; this edgelm reads {FORMAT}")
+        try:
+            meta = json.loads((path / ROUTED_FILE).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise EdgelmError(f"{path / ROUTED_FILE} is corrupt (not JSON)") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise EdgelmError(f"{path} is routed-model format {meta.get('format') if isinstance(meta, dict) else '?'!r}; "
+                              f"this edgelm reads {FORMAT}")
+        missing = [k for k in ("experts", "body_fingerprint", "tau", "k_max") if k not in meta]
+        if missing:
+            raise EdgelmError(f"{path / ROUTED_FILE} lacks {missing[0]!r}")
         check_checkpoint(path / "body")
         body = load_model(path / "body")
         print_ = body_fingerprint(body)
@@ -102,22 +107,17 @@ class RoutedModel:
             raise EdgelmError(f"{path / 'body'} is not the body this routed model was built on (fingerprint differs)")
         experts = torch.nn.ModuleList()
         for name in meta["experts"]:
-            f = path / "experts" / f"{name}.safetensors"
-            if not f.is_file():
-                raise EdgelmError(f"expert {name} is missing: {f}")
-            with safe_open(str(f), "pt") as fh:
-                info, state = fh.metadata() or {}, {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+            info, state = _read_safetensors(path / "experts" / f"{name}.safetensors", f"expert {name}")
             if info.get("body_fingerprint") != print_:
-                raise EdgelmError(f"expert {name} ({f.name}) was trained from a different body than {path / 'body'}; "
+                raise EdgelmError(f"expert {name} ({name}.safetensors) was trained from a different body than {path / 'body'}; "
                                   "experts can only be combined over the body they were trained on")
-            expert = ExpertStack(body.config, int(info["layers"]))
             try:
+                expert = ExpertStack(body.config, int(info["layers"]))
                 expert.load_state_dict(state)
-            except RuntimeError as exc:
+            except (RuntimeError, KeyError, ValueError) as exc:
                 raise EdgelmError(f"expert {name} does not fit the body: {str(exc).splitlines()[0][:200]}") from None
             experts.append(expert.eval())
-        with safe_open(str(path / "router.safetensors"), "pt") as fh:
-            info, state = fh.metadata() or {}, {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+        info, state = _read_safetensors(path / "router.safetensors", "the router")
         if info.get("body_fingerprint") != print_ or json.loads(info.get("experts", "[]")) != meta["experts"]:
             raise EdgelmError(f"the router in {path} was trained for another body or other experts")
         router = ScarRouter(body.config.hidden_size, len(meta["experts"]), key_dim=state["prototypes"].shape[1],
@@ -166,6 +166,19 @@ class RoutedModel:
         pick = self.choose(hidden, mask, routing, **options)
         return mix(pick["chosen"], pick["mixing"], lambda e, rows: self.expert_vectors(e, hidden[rows], mask[rows]),
                    self.recipe.normalize), pick["chosen"]
+
+
+def _read_safetensors(f: Path, what: str) -> tuple[dict, dict]:
+    """(metadata, tensors) of one safetensors file; a missing or corrupt file is a one-line error."""
+    from safetensors import SafetensorError, safe_open
+
+    if not f.is_file():
+        raise EdgelmError(f"{what} is missing: {f}")
+    try:
+        with safe_open(str(f), "pt") as fh:
+            return fh.metadata() or {}, {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError) as exc:
+        raise EdgelmError(f"{what} ({f.name}) is corrupt: {str(exc).splitlines()[0][:120]}") from None
 
 
 def split_spec(spec) -> tuple[Path | None, str]:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edgelm.atomic import atomic_dir, atomic_write_text
+from edgelm.atomic import atomic_dir, atomic_write_bytes, atomic_write_text
 from edgelm.errors import EdgelmError
 from edgelm.kernels.pooling import masked_mean_torch
 from edgelm.kernels.routing import check_options
@@ -308,7 +308,7 @@ def train_routed(cfg: RouteConfig, student: Path, out: Path, *, data_root: Path 
                  corpora_paths: dict[str, list[Path]] | None = None, overwrite: bool = False,
                  use_bundled: bool = True) -> dict:
     """Build the routed model of `student` in `out` (atomically); return its routed.json."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file, save, save_file
 
     from edgelm import __version__
     from edgelm.distill.config import DistillConfig
@@ -347,16 +347,20 @@ def train_routed(cfg: RouteConfig, student: Path, out: Path, *, data_root: Path 
     fp = body_fingerprint(body)
     work = out.parent / f".{out.name}.experts"  # finished experts survive a kill; a rerun picks them up
     work.mkdir(parents=True, exist_ok=True)
-    key = hashlib.sha256(json.dumps([cfg.identity(), fp, corpus_report], sort_keys=True).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([cfg.identity(), fp, {lang: corpora[lang] for lang in sorted(corpora)}],
+                                    sort_keys=True).encode()).hexdigest()[:16]  # settings, body and the very text
     for domain in cfg.domains:
         done = work / f"{domain}.{key}.safetensors"
         if done.is_file():
-            experts[domain] = copy.deepcopy(top)
-            experts[domain].load_state_dict(load_file(str(done)))
-            report["experts"][domain] = json.loads(safe_metadata(done)["report"])
-            continue
+            try:
+                experts[domain] = copy.deepcopy(top)
+                experts[domain].load_state_dict(load_file(str(done)))
+                report["experts"][domain] = json.loads(safe_metadata(done)["report"])
+                continue
+            except Exception:  # unreadable leftovers are retrained, never trusted
+                done.unlink(missing_ok=True)
         experts[domain], report["experts"][domain] = train_expert(top, texts, cfg.source, domain, train_idx, cfg)
-        save_file(_state(experts[domain]), str(done), metadata={"report": json.dumps(report["experts"][domain])})
+        atomic_write_bytes(done, save(_state(experts[domain]), metadata={"report": json.dumps(report["experts"][domain])}))
 
     names = cfg.experts
     router, report["router"] = fit_router(cfg, names, texts, splits, body.config.hidden_size)

@@ -121,6 +121,7 @@ class _TfliteBackend:
         inputs = [config["signature_inputs"]["input_ids"], config["signature_inputs"]["attention_mask"]]
         self._sigs = _TfliteSignatures(model_file, threads, {"model": config["signatures"]}, inputs, name)
         self.name, self.version = name, self._sigs.version
+        self.buckets = sorted(self._sigs.runners["model"])
         self._run = self._sigs.runner("model")
 
     def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -247,14 +248,20 @@ class Model:
             self.backend.routing = "learned"
         try:
             got = self._run(record["texts"], strict=False)
+            report = compare_outputs(self.task, got, np.array(record["outputs"]))
+            if "chosen" in record:  # routed bundles: did the device pick the experts training picked?
+                report["routing_agreement"] = routing_agreement(self.backend.last_chosen, record["chosen"])
+            misses = parity_failures(report, record["thresholds"])
+            # ... and every expert alone, including those the router did not pick for these texts
+            for name, want in (record.get("expert_outputs") or {}).items():
+                self.backend.routing = name
+                alone = compare_outputs(self.task, self._run(record["texts"][: len(want)], strict=False), np.array(want))
+                report.setdefault("expert_min_cosine", {})[name] = alone.get("min_cosine")
+                misses += [f"expert {name}: {m}" for m in parity_failures(alone, record["thresholds"])]
         finally:
             if forced:
                 self.backend.routing = forced
                 self.backend.reset_counts()
-        report = compare_outputs(self.task, got, np.array(record["outputs"]))
-        if "chosen" in record:  # routed bundles: did the device pick the experts training picked?
-            report["routing_agreement"] = routing_agreement(self.backend.last_chosen, record["chosen"])
-        misses = parity_failures(report, record["thresholds"])
         if misses:
             raise ParityError(f"{self.backend.name} disagrees with the source model on this bundle: "
                               + "; ".join(misses) + ". Refusing to run it.")
