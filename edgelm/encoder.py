@@ -113,9 +113,16 @@ class Encoder:
         """Load a bundled teacher name, a folder or a hub id; `prefix` overrides the recipe's.
 
         A routed folder (`edgelm route train`) loads as a `RoutedEncoder`; `FOLDER@ROUTING` picks its
-        routing: learned (default), oracle, dense, or one expert's name.
+        routing: learned (default), oracle, dense, or one expert's name. An exported bundle loads as a
+        `BundleEncoder`: its device runtime, not torch, embeds.
         """
+        from edgelm.evaluate.bundle import BundleEncoder, is_bundle
         from edgelm.route.model import split_spec
+
+        if is_bundle(name_or_path):
+            if prefix is not None:
+                raise EdgelmError("a bundle's prefix is fixed at export; --prefix applies to checkpoints")
+            return BundleEncoder.load(name_or_path)
 
         routed, routing = split_spec(name_or_path)
         if routed is not None:
@@ -135,6 +142,13 @@ class Encoder:
     @property
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
+
+    def describe(self) -> dict:
+        """What an evaluation report says about the model."""
+        config = self.model.config
+        return {"parameters": self.num_parameters, "layers": getattr(config, "num_hidden_layers", None),
+                "vocab_size": getattr(config, "vocab_size", None),
+                "source": (getattr(config, "edgelm", None) or {}).get("source")}
 
     def tokenize(self, texts: list[str]):
         """Token ids and mask for `texts` with the recipe's prefix, padded to the longest."""

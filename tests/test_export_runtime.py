@@ -312,3 +312,19 @@ def test_a_model_that_cannot_be_traced_is_one_line(target, tmp_path):
         else:
             export_tflite(_Untraceable(), (16,), tmp_path / "m.tflite")
     assert not list(tmp_path.iterdir())
+
+
+def test_eval_scores_a_bundle_through_its_runtime(cli, bundles, tiny_teacher):
+    """`edgelm eval BUNDLE` embeds with the device runtime: an fp32 bundle scores what its source
+    model scores, an int8 one within a couple of sentences, and the report says which runtime ran."""
+    args = ("--task", "sib200", "--task", "tatoeba", "--languages", "swh_Latn", "--json")
+    torch_report = json.loads(cli("eval", str(tiny_teacher), *args).stdout)
+    for key, tolerance in (("none", 0.01), ("int8", 0.03), ("tflite-int8", 0.05)):
+        res = cli("eval", str(bundles[key]), *args)
+        assert res.code == 0, res.stderr
+        report = json.loads(res.stdout)
+        assert report["model"]["bundle"]["backend"] == ("litert" if key.startswith("tflite") else "onnxruntime")
+        for task in ("sib200", "tatoeba"):
+            got, want = report[task]["scores"][0]["accuracy"], torch_report[task]["scores"][0]["accuracy"]
+            assert abs(got - want) <= tolerance, (key, task, got, want)
+    assert_user_error(cli("eval", str(bundles["none"]), "--prefix", "passage: "), "prefix is fixed at export")

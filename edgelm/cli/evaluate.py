@@ -11,7 +11,12 @@ from edgelm.cli.output import emit, out, table
 
 
 def _render(report: dict) -> None:
-    out.print(f"model: {report['model']['name']} ({report['model']['parameters'] / 1e6:.1f} M parameters)")
+    m = report["model"]
+    if m.get("bundle"):
+        b = m["bundle"]
+        out.print(f"bundle: {m['name']} ({b['target']}, {b['quantize']}, run by {b['backend']})")
+    else:
+        out.print(f"model: {m['name']} ({m['parameters'] / 1e6:.1f} M parameters)")
     if "sib200" in report:
         sib = report["sib200"]
         rows = [[s["language"], s["accuracy"], s["macro_f1"], s["n"]] for s in sib["scores"]]

@@ -60,12 +60,9 @@ def evaluate_model(model: str, *, tasks: list[str], languages: list[str] | None 
     report: dict = {
         "edgelm_version": __version__,
         "model": {
-            "name": str(model), "path": str(encoder.path), "parameters": encoder.num_parameters,
-            "layers": getattr(encoder.model.config, "num_hidden_layers", None),
-            "vocab_size": getattr(encoder.model.config, "vocab_size", None),
+            "name": str(model), "path": str(encoder.path), **encoder.describe(),
             "recipe": {"pooling": encoder.recipe.pooling, "normalize": encoder.recipe.normalize,
                        "prefix": encoder.recipe.prefix},
-            "source": (getattr(encoder.model.config, "edgelm", None) or {}).get("source"),
         },
         "data": str(root),
         "settings": {"tasks": list(tasks), "source": source, "seed": seed, "threads": torch.get_num_threads()},
@@ -81,5 +78,7 @@ def evaluate_model(model: str, *, tasks: list[str], languages: list[str] | None 
         report["model"]["routing"] = {"routing": encoder.routing, "experts": encoder.routed.names,
                                       "mean_experts": encoder.mean_experts,
                                       "sentences_per_expert": dict(zip(encoder.routed.names, encoder.experts_run.tolist()))}
+    if getattr(encoder, "truncated", 0):  # a bundle cut texts longer than its largest bucket, as a device would
+        report["model"]["truncated_texts"] = encoder.truncated
     report["elapsed_s"] = round(time.perf_counter() - started, 2)
     return report

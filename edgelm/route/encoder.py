@@ -37,6 +37,11 @@ class RoutedEncoder(Encoder):
         return sum(p.numel() for p in self.routed.body.parameters()) + sum(
             p.numel() for m in (self.routed.experts, self.routed.router) for p in m.parameters())
 
+    def describe(self) -> dict:
+        meta = self.routed.meta
+        return super().describe() | {"layers": meta["body_layers"] + meta["expert_layers"],
+                                     "body_layers": meta["body_layers"], "experts": self.routed.names}
+
     @property
     def mean_experts(self) -> float:
         return float(self.experts_run.sum() / max(1, self.sentences))
