@@ -73,8 +73,6 @@ def matrix(reports: dict[str, dict], task: str, domains: list[str]) -> dict:
 def router_identification(routed: Path, data: Path | None, n: int = 204) -> dict:
     """Per SIB-200 language (test split): share whose heaviest expert is the right one (its own
     expert for a domain, the general expert otherwise) and mean experts run."""
-    import torch
-
     from edgelm.data.locate import data_root
     from edgelm.data.sib200 import load_sib200, sib200_languages
     from edgelm.route.model import RoutedModel
@@ -87,11 +85,7 @@ def router_identification(routed: Path, data: Path | None, n: int = 204) -> dict
         want = model.names.index(lang) if lang in model.names else model.general
         hits, used = [], []
         for i in range(0, len(texts), 64):
-            batch = model.tokenizer([model.recipe.prefix + t for t in texts[i : i + 64]], padding=True, truncation=True,
-                                    max_length=512, return_tensors="pt")
-            with torch.no_grad():
-                hidden = model.body(**batch).last_hidden_state
-                pick = model.choose(hidden, batch["attention_mask"])
+            pick = model.route_texts(texts[i : i + 64])
             hits += (pick["weights"].argmax(1) == want).tolist()
             used += pick["chosen"].sum(1).tolist()
         out[lang] = {"expected": model.names[want], "accuracy": float(np.mean(hits)), "mean_experts": float(np.mean(used)),

@@ -156,11 +156,9 @@ def export_bundle(model: str, target: str, quantize: str, out: str | Path, *, da
 
     routed = None
     if is_routed(model):
-        from edgelm.export.routed import ROUTED_QUANT, load_routed
+        from edgelm.export.routed import check_routed_quantize, load_routed
 
-        if quantize not in ROUTED_QUANT[target]:
-            raise EdgelmError(f"routed models export to {target} with --quantize {' or '.join(ROUTED_QUANT[target])}, "
-                              f"not {quantize}")
+        check_routed_quantize(target, quantize)
         path = Path(model)
         routed, tokenizer, config = load_routed(path)
         graph = None

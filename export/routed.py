@@ -17,6 +17,12 @@ from edgelm.errors import EdgelmError
 ROUTED_QUANT = {"onnx": ("none", "int8"), "tflite": ("none", "fp16", "int8")}
 
 
+def check_routed_quantize(target: str, quantize: str) -> None:
+    if quantize not in ROUTED_QUANT[target]:
+        raise EdgelmError(f"routed models export to {target} with --quantize {' or '.join(ROUTED_QUANT[target])}, "
+                          f"not {quantize} (static int8 would need calibration states for every expert)")
+
+
 def load_routed(path: Path):
     """(RoutedModel, tokenizer, bundle config) of a routed folder."""
     from edgelm.bench.estimate import architecture
@@ -53,9 +59,7 @@ def _graphs(routed) -> dict:
 def write_routed(tmp: Path, routed, target: str, quantize: str, ids: torch.Tensor, mask: torch.Tensor,
                  buckets: tuple[int, ...] | None) -> tuple[dict, dict, dict]:
     """Write the parts into `tmp`; return (config additions, additions to config["routed"], sizes)."""
-    if quantize not in ROUTED_QUANT[target]:
-        raise EdgelmError(f"routed models export to {target} with --quantize {' or '.join(ROUTED_QUANT[target])}, "
-                          f"not {quantize} (static int8 would need calibration states for every expert)")
+    check_routed_quantize(target, quantize)
     shutil.copy(routed.path / "router.safetensors", tmp / "router.safetensors")
     graphs = _graphs(routed)
     with torch.no_grad():  # not inference_mode: exporters trace through these tensors

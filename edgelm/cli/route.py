@@ -95,17 +95,11 @@ def show_command(
     if not texts or any(not t.strip() for t in texts):
         raise EdgelmError("give at least one non-blank sentence")
     if is_routed(model):
-        import torch
-
         from edgelm.route.model import RoutedModel
 
         routed = RoutedModel.load(model)
         names = routed.names
-        batch = routed.tokenizer([routed.recipe.prefix + t for t in texts], padding=True, truncation=True,
-                                 max_length=512, return_tensors="pt")
-        with torch.no_grad():
-            hidden = routed.body(**batch).last_hidden_state
-            pick = routed.choose(hidden, batch["attention_mask"], tau=tau, k_max=k_max)
+        pick = routed.route_texts(list(texts), tau=tau, k_max=k_max)
         weights, chosen = pick["weights"].numpy(), pick["chosen"].numpy()
     else:
         from edgelm.runtime import Model
@@ -121,11 +115,8 @@ def show_command(
             backend.k_max = backend.k_max if k_max is None else k_max
             check_options(len(backend.names), backend.tau, backend.k_max, backend.general)
         ids, mask = m.encode(list(texts))
-        hidden = np.asarray(backend.body(ids, mask), dtype=np.float32)
-        from edgelm.kernels.routing import route_numpy
-
-        r = route_numpy(backend.router, hidden, mask, backend.tau, backend.k_max, backend.general)
-        names, weights, chosen = backend.names, r["weights"], r["chosen"]
+        pick = backend.choose(np.asarray(backend.body(ids, mask), dtype=np.float32), mask)
+        names, weights, chosen = backend.names, pick["weights"], pick["chosen"]
     result = {"experts": names, "routes": [
         {"text": t, "chosen": [names[e] for e in np.flatnonzero(c)], "weights": dict(zip(names, map(float, w)))}
         for t, c, w in zip(texts, chosen, weights)], "mean_experts": float(np.asarray(chosen).sum(1).mean())}

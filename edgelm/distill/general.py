@@ -29,7 +29,7 @@ LOG_FIELDS = ("step", "language", "loss", "hidden", "attn", "embed", "parallel",
 
 
 def lr_at(step: int, cfg: DistillConfig, total: int | None = None) -> float:
-    """Linear warm-up over `warmup` of the steps, then linear decay to 0."""
+    """Linear warm-up over `warmup` of the steps, then linear decay to 0 (any cfg with lr, warmup, steps)."""
     total = total or cfg.steps
     warm = int(cfg.warmup * total)
     if step < warm:

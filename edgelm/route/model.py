@@ -155,6 +155,15 @@ class RoutedModel:
         chosen[:, index] = True
         return {"weights": out["weights"], "chosen": chosen, "mixing": chosen.float()}
 
+    @torch.no_grad()
+    def route_texts(self, texts: list[str], **options) -> dict:
+        """`choose` for raw text (the recipe's prefix, truncated at 512 tokens)."""
+        from edgelm.encoder import encode_texts
+
+        batch = encode_texts(self.tokenizer, texts, self.recipe.prefix, 512)
+        hidden = self.body(**batch).last_hidden_state
+        return self.choose(hidden, batch["attention_mask"], **options)
+
     def expert_vectors(self, index: int, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """One expert's sentence vectors (the recipe's pooling and normalization)."""
         return sentence_vectors(self.experts[index](hidden, mask), mask, self.recipe.pooling, self.recipe.normalize)

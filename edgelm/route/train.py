@@ -48,6 +48,7 @@ class RouteConfig:
     steps: int = 600  # expert distillation steps (alternating source / domain batches)
     batch_size: int = 16
     lr: float = 1e-4
+    warmup: float = 0.05  # share of the expert steps with linear warm-up, then linear decay to 0
     max_length: int = 128
     alpha_parallel: float = 1.0
     router_steps: int = 600
@@ -189,19 +190,19 @@ def train_expert(top, texts: dict[str, _Text], source: str, domain: str, train_i
                  cfg: RouteConfig) -> tuple[ExpertStack, dict]:
     """A copy of the top layers distilled on source + `domain` text (alternating batches)."""
     from edgelm.distill.batches import BalancedBatches
+    from edgelm.distill.general import lr_at
     torch.manual_seed(cfg.seed)
     expert = copy.deepcopy(top).train()
     opt = torch.optim.AdamW(expert.parameters(), lr=cfg.lr)
     sizes = {source: len(train_idx[source]), domain: len(train_idx[domain])}
     batches = BalancedBatches(sizes, cfg.batch_size, cfg.seed)
-    warm = max(1, cfg.steps // 20)
     started, losses = time.perf_counter(), []
     with progress_bar(f"expert {domain}", cfg.steps, "step") as advance:
         for step in range(cfg.steps):
             lang, local = batches(step)
             loss = _expert_loss(expert, texts[lang], train_idx[lang][local], cfg, use_anchor=lang != source)
             for group in opt.param_groups:
-                group["lr"] = cfg.lr * min((step + 1) / warm, (cfg.steps - step) / max(1, cfg.steps - warm))
+                group["lr"] = lr_at(step, cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -67,24 +67,26 @@ class RoutedBackend:
         self.experts_run = np.zeros(len(self.names), dtype=np.int64)
         self.rows = 0
 
-    def choose(self, hidden: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def choose(self, hidden: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+        """The router's weights, and the experts to run with their mixing weights under this routing."""
         from edgelm.kernels.routing import route_numpy
 
         out = route_numpy(self.router, hidden, mask, self.tau, self.k_max, self.general)
-        if self.routing == "learned":
-            return out["chosen"], out["mixing"]
         if self.routing == "dense":
-            return np.ones_like(out["chosen"]), out["weights"]
-        chosen = np.zeros_like(out["chosen"])
-        chosen[:, self.names.index(self.routing)] = True
-        return chosen, chosen.astype(np.float32)
+            return out | {"chosen": np.ones_like(out["chosen"]), "mixing": out["weights"]}
+        if self.routing != "learned":
+            chosen = np.zeros_like(out["chosen"])
+            chosen[:, self.names.index(self.routing)] = True
+            return out | {"chosen": chosen, "mixing": chosen.astype(np.float32)}
+        return out
 
     def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         from edgelm.kernels.routing import mix
 
         hidden = np.asarray(self.body(ids, mask), dtype=np.float32)
-        chosen, mixing = self.choose(hidden, mask)
-        out = mix(chosen, mixing, lambda e, rows: np.asarray(self.experts[e](hidden[rows], mask[rows]), np.float32),
+        pick = self.choose(hidden, mask)
+        chosen = pick["chosen"]
+        out = mix(chosen, pick["mixing"], lambda e, rows: np.asarray(self.experts[e](hidden[rows], mask[rows]), np.float32),
                   self.normalize)
         self.last_chosen = chosen
         self.experts_run += chosen.sum(0)
