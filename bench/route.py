@@ -1,6 +1,7 @@
 """SCAR benchmark: what routing over distilled experts keeps and what specialising costs, in one run.
 
     python -m edgelm.bench.route [--domains swh_Latn,hin_Deva,amh_Ethi] [--out runs/bench-route]
+    python -m edgelm.bench.route --domains topics --body BODY --name topics   (SIB-200 topics as domains)
 
 1. A multi-target body (`edgelm distill --target swh_Latn,hin_Deva,amh_Ethi --phase general`) and a
    routed model over it (`edgelm route train`), both as child processes, both resumed if present.
@@ -12,6 +13,11 @@
    router identifies each language; mean experts per sentence.
 4. Latency through the device runtime (routed ONNX int8 bundle, 1 thread, batch 1, real SIB-200
    sentences of all 16 languages): dense vs learned vs one expert, interleaved round by round.
+With `--domains topics` the experts are SIB-200's seven topics over the same body (no general expert:
+every text has a topic); the generalist row is the body's own student, the score of a topic is
+cross-lingual retrieval among that topic's parallel test sentences (`eval --domains topics`), oracle
+routing runs each sentence's true topic expert, and the router is scored on naming the topic of
+SIB-200 test sentences in all 16 languages.
 Results: `results-NAME.json` and `results-NAME.md` in --out. Evaluations are cached per row, so a killed run
 resumes.
 """
@@ -36,28 +42,46 @@ def _run(cmd: list[str]) -> None:
     subprocess.run(cmd, check=True)
 
 
-def rows_for(routed: Path, domains: list[str]) -> dict[str, str]:
-    """Row name -> model spec for `Encoder.load`."""
-    rows = {"generalist": f"{routed}@general"}
+def rows_for(routed: Path, domains: list[str], generalist: str | None = None) -> dict[str, str]:
+    """Row name -> model spec for `Encoder.load` (the generalist: the general expert unless given)."""
+    rows = {"generalist": generalist or f"{routed}@general"}
     rows |= {f"specialist {d}": f"{routed}@{d}" for d in domains}
     rows |= {"SCAR oracle": f"{routed}@oracle", "SCAR learned": f"{routed}@learned", "dense mixture": f"{routed}@dense"}
     return rows
 
 
-def evaluate_rows(rows: dict[str, str], cache: Path, data: Path | None) -> dict[str, dict]:
-    """`evaluate_model` report per row (SIB-200 + Tatoeba, every language), cached in `cache`."""
+def _topic_report(spec: str, data: Path | None) -> dict:
+    """Per-topic retrieval scores of one row, with the experts it ran (same layout as `evaluate_model`)."""
+    from edgelm.data.locate import data_root
+    from edgelm.data.sib200 import sib200_languages
+    from edgelm.encoder import Encoder
+    from edgelm.evaluate.domains import _topic_scores
+
+    root = data_root(data)
+    encoder = Encoder.load(spec)
+    got = _topic_scores(encoder, root, sib200_languages(root), "eng_Latn")
+    model = {"name": spec}
+    if hasattr(encoder, "mean_experts"):
+        model["routing"] = {"mean_experts": encoder.mean_experts}
+    return {"model": model, "topics": {"scores": [{"language": t, "accuracy": v} for t, v in got.items()]}}
+
+
+def evaluate_rows(rows: dict[str, str], cache: Path, data: Path | None, grouping: str = "languages") -> dict[str, dict]:
+    """Report per row, cached in `cache`: `evaluate_model` (SIB-200 + Tatoeba, every language) for
+    language domains, per-topic retrieval for topics."""
     from edgelm.atomic import atomic_write_text
     from edgelm.evaluate import evaluate_model
 
     cache.mkdir(parents=True, exist_ok=True)
     reports = {}
     for name, spec in rows.items():
-        f = cache / f"{name.replace(' ', '_')}.json"
+        f = cache / f"{''.join(c if c.isalnum() else '_' for c in name)}.json"
         if f.is_file():
             reports[name] = json.loads(f.read_text())
             continue
         print(f"evaluating {name} ({spec})", file=sys.stderr, flush=True)
-        reports[name] = evaluate_model(spec, tasks=["sib200", "tatoeba"], data=data)
+        reports[name] = (_topic_report(spec, data) if grouping == "topics"
+                         else evaluate_model(spec, tasks=["sib200", "tatoeba"], data=data))
         atomic_write_text(f, json.dumps(reports[name], indent=1))
     return reports
 
@@ -72,7 +96,8 @@ def matrix(reports: dict[str, dict], task: str, domains: list[str]) -> dict:
 
 def router_identification(routed: Path, data: Path | None, n: int = 204) -> dict:
     """Per SIB-200 language (test split): share whose heaviest expert is the right one (its own
-    expert for a domain, the general expert otherwise) and mean experts run."""
+    expert for a domain, the general expert otherwise; the sentence's topic expert for topic
+    domains) and mean experts run."""
     from edgelm.data.locate import data_root
     from edgelm.data.sib200 import load_sib200, sib200_languages
     from edgelm.route.model import RoutedModel
@@ -81,14 +106,20 @@ def router_identification(routed: Path, data: Path | None, n: int = 204) -> dict
     root = data_root(data)
     out = {}
     for lang in sib200_languages(root):
-        texts = [r.text for r in load_sib200(root, lang, "test")[:n]]
-        want = model.names.index(lang) if lang in model.names else model.general
+        rows = load_sib200(root, lang, "test")[:n]
+        texts = [r.text for r in rows]
+        if model.grouping == "topics":
+            want = np.array([model.names.index(r.label) for r in rows])
+            expected = "its topic"
+        else:
+            want = np.full(len(rows), model.names.index(lang) if lang in model.names else model.general)
+            expected = model.names[want[0]]
         hits, used = [], []
         for i in range(0, len(texts), 64):
             pick = model.route_texts(texts[i : i + 64])
-            hits += (pick["weights"].argmax(1) == want).tolist()
+            hits += (pick["weights"].argmax(1).numpy() == want[i : i + 64]).tolist()
             used += pick["chosen"].sum(1).tolist()
-        out[lang] = {"expected": model.names[want], "accuracy": float(np.mean(hits)), "mean_experts": float(np.mean(used)),
+        out[lang] = {"expected": expected, "accuracy": float(np.mean(hits)), "mean_experts": float(np.mean(used)),
                      "n": len(texts)}
     return out
 
@@ -123,26 +154,34 @@ def runtime_latency(bundle: Path, data: Path | None, per_language: int = 20, rou
                    "sentences": len(inputs)} for mode, v in samples.items()}
 
 
+TITLES = {"sib200": "SIB-200 accuracy (probe trained on English)", "tatoeba": "Tatoeba retrieval accuracy",
+          "topics": "SIB-200 topic retrieval (each language → English within the topic, mean over 15 languages)"}
+
+
 def render(res: dict) -> str:
     from edgelm.metrics.matrix import from_json
 
     lines = [f"# SCAR benchmark ({res['machine']['cpu']}, {res['machine']['cores']} cores, commit {res['machine']['commit']})", ""]
     t = res["routed"]["training"]
+    topics = res["routed"].get("grouping") == "topics"
+    body_langs = [l for l in res["routed"]["languages"] if l != res["routed"]["source"]]
     lines += [f"Body: {res['routed']['body_layers']} layers of the multi-target student `{res['body']}` "
-              f"(eng + {', '.join(res['domains'])}); experts: its top {res['routed']['expert_layers']} layer(s), "
-              f"one general + one per language; tau {res['routed']['tau']}, k_max {res['routed']['k_max']}.", ""]
+              f"(eng + {', '.join(body_langs)}); experts: its top {res['routed']['expert_layers']} layer(s), "
+              + ("one per SIB-200 topic" if topics else "one general + one per language")
+              + f"; tau {res['routed']['tau']}, k_max {res['routed']['k_max']}.", ""]
     lines += [f"Router held-out accuracy (training text split): {t['router']['heldout_accuracy']:.3f}; "
               f"mean experts {t['router']['heldout_mean_experts']:.2f}.", ""]
-    for task, title in (("sib200", "SIB-200 accuracy (probe trained on English)"), ("tatoeba", "Tatoeba retrieval accuracy")):
+    for task in res["matrices"]:
         m = from_json(res["matrices"][task])
-        lines += [f"## {title}", "", "| model | mean experts | " + " | ".join(l.split("_")[0] for l in m.domains) + " | mean |",
-                  "|---|---|" + "---|" * (len(m.domains) + 1)]
+        lines += [f"## {TITLES[task]}", "", "| model | mean experts | " + " | ".join(l.split("_")[0] for l in m.domains)
+                  + " | mean |", "|---|---|" + "---|" * (len(m.domains) + 1)]
         for i, name in enumerate(m.models):
             me = res["mean_experts"].get(name)
-            lines.append(f"| {name} | {me:.2f} | " + " | ".join(f"{x:.3f}" for x in m.scores[i]) + f" | {np.mean(m.scores[i]):.3f} |")
+            lines.append(f"| {name} | {'–' if me is None else f'{me:.2f}'} | " + " | ".join(f"{x:.3f}" for x in m.scores[i])
+                         + f" | {np.mean(m.scores[i]):.3f} |")
         rep = res["metrics"][task]
-        lines += ["", "| specialist | own-language score | SCAR learned there | SCAR oracle there | DSI | GG (rel) | "
-                  "FR of SCAR learned | FR of SCAR oracle | FR of dense |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += ["", f"| specialist | own-{'topic' if topics else 'language'} score | SCAR learned there | SCAR oracle there | "
+                  "DSI | GG (rel) | FR of SCAR learned | FR of SCAR oracle | FR of dense |", "|---|---|---|---|---|---|---|---|---|"]
         for d in res["domains"]:
             spec = f"specialist {d}"
             if spec not in rep["dsi"]:
@@ -153,12 +192,12 @@ def render(res: dict) -> str:
                          f"{rep['dsi'][spec]['ratio']:.3f} | {rep['gg'][spec]['rel']:.4f} | {fr.get('SCAR learned', float('nan')):.2f} | "
                          f"{fr.get('SCAR oracle', float('nan')):.2f} | {fr.get('dense mixture', float('nan')):.2f} |")
         gg = {k: v["rel"] for k, v in rep["gg"].items()}
-        lines += ["", "GG (rel, vs the generalist, on the languages other than a model's target): "
+        lines += ["", f"GG (rel, vs the generalist, on the {'topics' if topics else 'languages'} other than a model's target): "
                   + ", ".join(f"{k} {v:.4f}" for k, v in gg.items()), ""]
         cd = rep["cdtr"]
         lines += [f"CDTR (gain form) off-diagonal mean: {cd.get('off_diagonal_mean', float('nan')):.3f}", ""]
-    seen = {res["routed"]["source"], *res["domains"], *res["routed"]["config"].get("general_languages", [])}
-    lines += ["## Router: does it pick the language's expert? (SIB-200 test)", "",
+    seen = {*res["routed"]["languages"], *res["routed"]["config"].get("general_languages", [])}
+    lines += [f"## Router: does it pick the {'topic' if topics else 'language'}'s expert? (SIB-200 test)", "",
               "| language | expected | router trained on its train text | accuracy | mean experts |", "|---|---|---|---|---|"]
     for lang, r in res["router"].items():
         lines.append(f"| {lang} | {r['expected']} | {'yes' if lang in seen else 'no'} | {r['accuracy']:.3f} | {r['mean_experts']:.2f} |")
@@ -172,7 +211,8 @@ def render(res: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--domains", default="swh_Latn,hin_Deva,amh_Ethi")
+    ap.add_argument("--domains", default="swh_Latn,hin_Deva,amh_Ethi", help="languages, or `topics`")
+    ap.add_argument("--body-targets", default="swh_Latn,hin_Deva,amh_Ethi", help="the body's languages, for --domains topics")
     ap.add_argument("--out", type=Path, default=Path("runs/bench-route"))
     ap.add_argument("--body", type=Path, default=None, help="an existing multi-target distill run (default: OUT/body)")
     ap.add_argument("--body-steps", type=int, default=1600)
@@ -183,6 +223,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--general-languages", default="", help="router-only text for the general expert")
     ap.add_argument("--name", default="scar", help="folder of the routed model inside --out")
     ap.add_argument("--router-steps", type=int, default=600)
+    ap.add_argument("--bundle-quantize", default="int8", choices=("int8", "none"),
+                    help="the routed ONNX bundle timed on the device runtime")
     ap.add_argument("--data", type=Path, default=None)
     args = ap.parse_args(argv)
     from edgelm.atomic import atomic_write_text
@@ -190,13 +232,15 @@ def main(argv: list[str] | None = None) -> None:
     from edgelm.metrics.matrix import from_json
     from edgelm.metrics.tradeoff import tradeoff_report
 
+    topics = args.domains == "topics"
     domains = args.domains.split(",")
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     data = ["--data", str(args.data)] if args.data else []
     body = args.body or out / "body"
     if not (body / "general" / "model.safetensors").is_file():
-        _run([*EDGELM, "distill", "--out", str(body), "--target", args.domains, "--phase", "general",
+        _run([*EDGELM, "distill", "--out", str(body), "--target", args.body_targets if topics else args.domains,
+              "--phase", "general",
               "--steps", str(args.body_steps), "--layers", str(args.layers), *data,
               *(["--resume"] if (body / "run.json").is_file() else [])])
     routed = out / args.name
@@ -207,25 +251,27 @@ def main(argv: list[str] | None = None) -> None:
               *(["--general-languages", args.general_languages] if args.general_languages else []), *data])
     routed_json = (routed / "routed.json").read_text()
     routed_meta = json.loads(routed_json)
-    rows = rows_for(routed, domains)
+    domains = routed_meta["domains"]
+    rows = rows_for(routed, domains, str(body / "general") if topics else None)
     key = hashlib.sha256(routed_json.encode()).hexdigest()[:12]  # one trained routed model, one cache
-    reports = evaluate_rows(rows, out / "eval" / key, args.data)
-    mean_experts = {name: r["model"]["routing"]["mean_experts"] for name, r in reports.items()}
+    reports = evaluate_rows(rows, out / "eval" / key, args.data, "topics" if topics else "languages")
+    mean_experts = {name: r["model"].get("routing", {}).get("mean_experts") for name, r in reports.items()}
     matrices, metrics = {}, {}
-    for task in ("sib200", "tatoeba"):
+    for task in ("topics",) if topics else ("sib200", "tatoeba"):
         matrices[task] = matrix(reports, task, domains)
         m = from_json(matrices[task])
         compare = [(method, f"specialist {d}") for d in domains if f"specialist {d}" in m.targets
                    for method in ("SCAR learned", "SCAR oracle", "dense mixture", "generalist")]
         metrics[task] = tradeoff_report(m, compare=compare)
-    bundle = out / f"{args.name}-{key}-onnx-int8"  # the bundle of this very routed model
+    quant = "int8" if args.bundle_quantize == "int8" else "fp32"
+    bundle = out / f"{args.name}-{key}-onnx-{quant}"  # the bundle of this very routed model
     if not (bundle / "manifest.json").is_file():
-        _run([*EDGELM, "export", str(routed), "--target", "onnx", "--quantize", "int8", "--out", str(bundle), *data])
+        _run([*EDGELM, "export", str(routed), "--target", "onnx", "--quantize", args.bundle_quantize, "--out", str(bundle), *data])
     res = {"machine": machine_info(), "domains": domains, "body": str(body), "routed": routed_meta,
            "matrices": matrices, "metrics": metrics, "mean_experts": mean_experts,
            "router": router_identification(routed, args.data),
            "latency": runtime_latency(bundle, args.data),
-           "bundle_note": f"ONNX int8, onnxruntime, 1 thread, batch 1, {bundle}"}
+           "bundle_note": f"ONNX {quant}, onnxruntime, 1 thread, batch 1, {bundle}"}
     atomic_write_text(out / f"results-{args.name}.json", json.dumps(res, indent=1, default=float))
     atomic_write_text(out / f"results-{args.name}.md", render(res))
     print(render(res))

@@ -160,14 +160,15 @@ class Encoder:
 
         return sentence_vectors(hidden, mask, self.recipe.pooling, self.recipe.normalize)
 
-    def _vectors(self, batch, language: str | None):
+    def _vectors(self, batch, known: dict[str, str | None]):
         return self.pool(self.model(**batch).last_hidden_state, batch["attention_mask"])
 
     def embed(self, texts: list[str], *, batch_size: int = 64, progress: str | None = None,
-              language: str | None = None) -> np.ndarray:
+              language: str | None = None, topic: str | None = None) -> np.ndarray:
         """Embed `texts` (float32, one row each). Batches are built from length-sorted texts.
 
-        `language` is what the caller knows about the texts; a routed model's oracle routing uses it.
+        `language` and `topic` are what the caller knows about the texts: a routed model's oracle
+        routing takes the one its experts are split by.
         """
         import torch
 
@@ -180,6 +181,6 @@ class Encoder:
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
                 batch = self.tokenize([texts[i] for i in idx])
-                out[idx] = self._vectors(batch, language).float().numpy()
+                out[idx] = self._vectors(batch, {"languages": language, "topics": topic}).float().numpy()
                 advance(len(idx))
         return out

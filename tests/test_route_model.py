@@ -241,3 +241,44 @@ def test_the_routed_runtime_imports_no_torch(routed_bundles):
             "m.embed(['Habari'])\nassert 'torch' not in sys.modules, 'torch imported'\nprint('ok')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_topics_as_domains_route_export_and_score(cli, body, data_dir, tmp_path):
+    """An expert per SIB-200 topic (a slash in its name), trained on that topic's text in every language
+    of the body; oracle routing by topic in `eval --domains topics`; the routed bundle passes parity."""
+    from edgelm.export.bundle import export_bundle
+
+    out = tmp_path / "topics"
+    base = ["route", "train", "--student", str(body), "--out", str(out), *ROUTE]
+    assert_user_error(cli(*base, "--domains", "topics:travel,cooking"), "'cooking' is not a SIB-200 topic")
+    assert_user_error(cli(*base, "--domains", "topics", "--general"), "every text has a topic")
+    assert_user_error(cli(*base, "--domains", "topics", "--corpus", "swh_Latn=x.txt"), "--corpus is for language")
+    assert not out.exists()
+    edgelm(*base, "--domains", "topics", "--k-max", "1")
+    from edgelm.data.sib200 import load_sib200, sib200_labels
+
+    topics = sib200_labels(data_dir)
+    meta = json.loads((out / "routed.json").read_text())
+    assert meta["grouping"] == "topics" and meta["general"] is None and meta["experts"] == topics
+    files = sorted(p.name for p in (out / "experts").iterdir())
+    assert len(files) == 7 and "science_technology.safetensors" in files
+    # each topic expert saw its topic in all three languages of the body, and nothing else
+    n = sum(r.label == "travel" for split in ("train", "dev") for r in load_sib200(data_dir, "swh_Latn", split))
+    assert meta["corpora"]["travel"] == {"eng_Latn": n, "swh_Latn": n, "hin_Deva": n, "sources": ["sib200 train+dev"]}
+    assert meta["training"]["router"]["classes"] == {t: [t] for t in topics}
+
+    result = cli("eval", f"{out}@oracle", f"{out}@travel", "--domains", "topics", "--languages",
+                 "eng_Latn,swh_Latn", "--json")
+    assert result.code == 0, result.stderr
+    m = json.loads(result.stdout)
+    assert len(m["domains"]) == 7 and all(0 <= x <= 1 for row in m["scores"].values() for x in row)
+    # the oracle runs a topic's own expert on that topic: on travel it is the travel specialist
+    oracle, travel = m["scores"][f"{out}@oracle"], m["scores"][f"{out}@travel"]
+    assert oracle[m["domains"].index("travel")] == travel[m["domains"].index("travel")]
+    # ... and it cannot be used where the evaluation does not know each text's topic
+    assert_user_error(cli("eval", f"{out}@oracle", "--task", "sib200", "--languages", "swh_Latn"),
+                      "oracle routing over topics")
+
+    bundle = export_bundle(str(out), "onnx", "none", tmp_path / "bundle", data=data_dir)
+    assert "expert-science_technology.onnx" in bundle["files"]
+    assert bundle["device_check"]["routing_agreement"] == 1.0 and bundle["device_check"]["min_cosine"] >= 0.99999

@@ -17,10 +17,12 @@ app = typer.Typer(help="SCAR: a shared distilled body, per-domain experts and a 
 def train_command(
     student: Annotated[Path, typer.Option(help="A multi-target `edgelm distill` run (e.g. --target swh_Latn,hin_Deva,amh_Ethi).")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the routed model.")],
-    domains: Annotated[str, typer.Option(help="Comma-separated domains, one expert each (languages the student was distilled on).")],
+    domains: Annotated[str, typer.Option(help="Comma-separated domains, one expert each: languages the student was distilled on, "
+                                              "or `topics` (SIB-200's seven; `topics:travel,health` for some).")],
     source: Annotated[str, typer.Option(help="Source language: trains with every expert, routes to the general expert.")] = "eng_Latn",
     expert_layers: Annotated[int, typer.Option(help="Top student layers that become the experts.")] = 1,
-    general: Annotated[bool, typer.Option("--general/--no-general", help="Keep the student's own top layers as a general expert.")] = True,
+    general: Annotated[Optional[bool], typer.Option("--general/--no-general", help="Keep the student's own top layers as a general "
+                                                    "expert (default: yes for languages; for topics only with --always-general).")] = None,
     always_general: Annotated[bool, typer.Option(help="Run the general expert for every input, routed experts on top.")] = False,
     general_languages: Annotated[str, typer.Option(help="Comma-separated languages whose text (SIB-200 train/dev, --corpus) "
                                                         "teaches the router to send other languages to the general expert.")] = "",
@@ -46,9 +48,22 @@ def train_command(
     from edgelm.route.train import RouteConfig, open_student, train_routed
 
     root, have = corpus_data(data, corpus)
-    names = tuple(normalize_language(d.strip(), have) for d in domains.split(",") if d.strip())
-    cfg = RouteConfig(domains=names, source=normalize_language(source, have), expert_layers=expert_layers,
-                      general=general, always_general=always_general,
+    grouping = "topics" if domains.strip().split(":")[0] == "topics" else "languages"
+    if grouping == "topics":
+        from edgelm.data.sib200 import sib200_labels
+
+        if root is None:
+            raise EdgelmError("topic domains need the SIB-200 data: pass --data")
+        chosen = domains.strip()[len("topics"):].lstrip(":")
+        names = tuple(t.strip() for t in chosen.split(",") if t.strip()) if chosen else tuple(sib200_labels(root))
+        if corpus:
+            raise EdgelmError("topic domains train on SIB-200's labelled text; --corpus is for language domains")
+    else:
+        names = tuple(normalize_language(d.strip(), have) for d in domains.split(",") if d.strip())
+    if general is None:
+        general = grouping == "languages" or always_general
+    cfg = RouteConfig(domains=names, source=normalize_language(source, have), grouping=grouping,
+                      expert_layers=expert_layers, general=general, always_general=always_general,
                       general_languages=tuple(normalize_language(g.strip(), have) for g in general_languages.split(",") if g.strip()),
                       steps=steps, router_steps=router_steps,
                       balance=balance, tau=tau, k_max=k_max, lr=lr, batch_size=batch_size, seed=seed)

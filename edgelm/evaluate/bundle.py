@@ -44,8 +44,8 @@ class BundleEncoder:
                 "bundle": {k: export.get(k) for k in ("target", "quantize", "runtime")} | {"backend": self.runtime.backend.name}}
 
     def embed(self, texts: list[str], *, batch_size: int = 32, progress: str | None = None,
-              language: str | None = None) -> np.ndarray:
-        """Embed `texts` in length-sorted batches; rows in the input's order."""
+              language: str | None = None, topic: str | None = None) -> np.ndarray:
+        """Embed `texts` in length-sorted batches; rows in the input's order (a bundle routes as exported)."""
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out: np.ndarray | None = None
         with progress_bar(progress or "embedding", len(texts), "sent", enabled=None if progress else False) as advance:

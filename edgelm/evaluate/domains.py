@@ -20,18 +20,29 @@ from edgelm.errors import EdgelmError
 GROUPINGS = ("languages", "topics")
 
 
+def _embed_by_topic(encoder, rows, lang: str) -> np.ndarray:
+    """Vectors of SIB-200 rows, embedded one topic at a time so a topic-routed model's oracle knows it."""
+    out = np.zeros((len(rows), 0), dtype=np.float32)
+    for topic in sorted({r.label for r in rows}):
+        idx = [i for i, r in enumerate(rows) if r.label == topic]
+        vecs = encoder.embed([rows[i].text for i in idx], progress=f"{lang} test, {topic}", language=lang, topic=topic)
+        if out.shape[1] == 0:
+            out = np.zeros((len(rows), vecs.shape[1]), dtype=np.float32)
+        out[idx] = vecs
+    return out
+
+
 def _topic_scores(encoder, root: Path, languages: list[str], source: str) -> dict[str, float]:
     """Per topic: mean over languages of language→source retrieval accuracy within the topic."""
     from edgelm.data.sib200 import load_sib200, sib200_labels
     from edgelm.evaluate.tatoeba import retrieval_accuracy
 
-    src_rows = {r.index_id: r for r in load_sib200(root, source, "test")}
-    src_ids = sorted(src_rows)
-    src_vecs = dict(zip(src_ids, encoder.embed([src_rows[i].text for i in src_ids], progress=f"{source} test", language=source)))
+    src_list = load_sib200(root, source, "test")
+    src_vecs = dict(zip([r.index_id for r in src_list], _embed_by_topic(encoder, src_list, source)))
     per_topic: dict[str, list[float]] = {t: [] for t in sib200_labels(root)}
     for lang in [l for l in languages if l != source]:
-        rows = [r for r in load_sib200(root, lang, "test") if r.index_id in src_rows]
-        vecs = encoder.embed([r.text for r in rows], progress=f"{lang} test", language=lang)
+        rows = [r for r in load_sib200(root, lang, "test") if r.index_id in src_vecs]
+        vecs = _embed_by_topic(encoder, rows, lang)
         for topic in per_topic:
             idx = [i for i, r in enumerate(rows) if r.label == topic]
             if len(idx) < 2:

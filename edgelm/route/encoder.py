@@ -46,10 +46,13 @@ class RoutedEncoder(Encoder):
     def mean_experts(self) -> float:
         return float(self.experts_run.sum() / max(1, self.sentences))
 
-    def _vectors(self, batch, language: str | None):
-        if self.routing == "oracle" and language is None:
-            raise EdgelmError("oracle routing needs each text's language; this caller does not give it")
-        vectors, chosen = self.routed.forward(batch["input_ids"], batch["attention_mask"], self.routing, domain=language)
+    def _vectors(self, batch, known: dict[str, str | None]):
+        grouping = self.routed.grouping
+        domain = known.get(grouping)
+        if self.routing == "oracle" and domain is None:
+            raise EdgelmError(f"oracle routing over {grouping} needs each text's {grouping[:-1]}; this evaluation does not "
+                              f"give it (topic routing: --domains topics)")
+        vectors, chosen = self.routed.forward(batch["input_ids"], batch["attention_mask"], self.routing, domain=domain)
         self.experts_run += chosen.sum(0).numpy()
         self.sentences += chosen.shape[0]
         return vectors

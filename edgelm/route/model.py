@@ -55,6 +55,11 @@ class ExpertStack(torch.nn.Module):
         return hidden
 
 
+def expert_file(name: str) -> str:
+    """The file name of expert `name` (a SIB-200 topic such as science/technology has a slash)."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name) + ".safetensors"
+
+
 def body_fingerprint(body: torch.nn.Module) -> str:
     from edgelm.kernels.sparse_diff import fingerprint
 
@@ -80,6 +85,11 @@ class RoutedModel:
     @property
     def general(self) -> int | None:
         return self.meta.get("general")
+
+    @property
+    def grouping(self) -> str:
+        """What the experts are split by: `languages` or `topics` (SIB-200's)."""
+        return self.meta.get("grouping", "languages")
 
     @classmethod
     def load(cls, path: str | Path) -> RoutedModel:
@@ -107,9 +117,9 @@ class RoutedModel:
             raise EdgelmError(f"{path / 'body'} is not the body this routed model was built on (fingerprint differs)")
         experts = torch.nn.ModuleList()
         for name in meta["experts"]:
-            info, state = _read_safetensors(path / "experts" / f"{name}.safetensors", f"expert {name}")
+            info, state = _read_safetensors(path / "experts" / expert_file(name), f"expert {name}")
             if info.get("body_fingerprint") != print_:
-                raise EdgelmError(f"expert {name} ({name}.safetensors) was trained from a different body than {path / 'body'}; "
+                raise EdgelmError(f"expert {name} ({expert_file(name)}) was trained from a different body than {path / 'body'}; "
                                   "experts can only be combined over the body they were trained on")
             try:
                 expert = ExpertStack(body.config, int(info["layers"]))

@@ -9,8 +9,13 @@ targets are computed once per sentence, so training an expert costs only its own
 
 The router learns, from the same (body) states, which expert each text belongs to: domain text to its
 expert, source-language text (and any `general_languages`' text) to the general expert; plus the
-load-balancing term. A tenth of each language's text is held out to measure how well it identifies
+load-balancing term. A tenth of each domain's text is held out to measure how well it identifies
 the domain.
+
+Domains are languages (an expert per target language of the body) or SIB-200's topics (an expert per
+topic, trained on that topic's train/dev text in every language of the body, the target rows anchored
+to their English translation). Every text has a topic, so a topic model has no general class: it runs
+without the general expert, or with it always on.
 """
 
 from __future__ import annotations
@@ -32,15 +37,17 @@ from edgelm.errors import EdgelmError
 from edgelm.kernels.pooling import masked_mean_torch
 from edgelm.kernels.routing import check_options
 from edgelm.progress import progress_bar
-from edgelm.route.model import FORMAT, ROUTED_FILE, ExpertStack, RoutedModel, body_fingerprint
+from edgelm.route.model import FORMAT, ROUTED_FILE, ExpertStack, RoutedModel, body_fingerprint, expert_file
 
 GENERAL = "general"
+GROUPINGS = ("languages", "topics")
 
 
 @dataclass(frozen=True)
 class RouteConfig:
-    domains: tuple[str, ...]  # one expert each (languages, for the built-in data)
+    domains: tuple[str, ...]  # one expert each: languages of the body, or SIB-200 topics
     source: str = "eng_Latn"
+    grouping: str = "languages"  # what a domain is: a language, or a SIB-200 topic
     expert_layers: int = 1  # top layers of the student that become the experts
     general: bool = True  # keep the student's own top layers as a general expert
     always_general: bool = False  # run the general expert for every input (weight counts first toward tau)
@@ -69,12 +76,19 @@ class RouteConfig:
     def check(self) -> None:
         if len(self.domains) < 2:
             raise EdgelmError(f"routing needs at least two domains, got {len(self.domains)}: {', '.join(self.domains) or 'none'}")
-        if len(set(self.domains)) != len(self.domains):
-            raise EdgelmError("a domain is named twice")
-        if self.source in self.domains:
+        if len({expert_file(d) for d in self.domains} | {expert_file(GENERAL)}) != len(self.domains) + 1:
+            raise EdgelmError("a domain is named twice (or as `general`, or two names differ only in punctuation)")
+        if self.grouping not in GROUPINGS:
+            raise EdgelmError(f"unknown domain grouping {self.grouping!r}; use {', '.join(GROUPINGS)}")
+        if self.grouping == "languages" and self.source in self.domains:
             raise EdgelmError(f"{self.source} is the source language; the general expert covers it, not a domain")
         if (self.always_general or self.general_languages) and not self.general:
             raise EdgelmError("--always-general and --general-languages need the general expert (drop --no-general)")
+        if self.grouping == "topics" and self.general_languages:
+            raise EdgelmError("--general-languages is for language domains; with topics every text has a topic")
+        if self.grouping == "topics" and self.general and not self.always_general:
+            raise EdgelmError("with topic domains every text has a topic, so no text would teach the router the general "
+                              "expert: pass --no-general, or --always-general to run it beside the topic experts")
         clash = set(self.general_languages) & ({self.source} | set(self.domains))
         if clash:
             raise EdgelmError(f"{sorted(clash)[0]} is a domain or the source, not a general language")
@@ -171,14 +185,14 @@ def _cache(texts_ids: list[list[int]], body, teacher, to_teacher: torch.Tensor, 
     return b_out, t_out, (torch.cat(t_emb) if t_emb else None)
 
 
-def _expert_loss(expert, text: _Text, idx, cfg: RouteConfig, use_anchor: bool) -> torch.Tensor:
+def _expert_loss(expert, text: _Text, idx, cfg: RouteConfig) -> torch.Tensor:
     b, t, m = text.batch(idx)
     h = expert(b, m)
     mk = m.unsqueeze(-1).float()
     loss = (((h - t) ** 2) * mk).sum() / (mk.sum() * h.shape[-1])  # hidden-state MSE to the teacher's top layer
     s_vec, t_vec = masked_mean_torch(h, m), masked_mean_torch(t, m)
     loss = loss + (1 - F.cosine_similarity(s_vec, t_vec, dim=-1)).mean()
-    if use_anchor and cfg.alpha_parallel:
+    if cfg.alpha_parallel:
         keep = text.has_anchor[torch.as_tensor(idx)]
         if keep.any():
             a = text.anchor[torch.as_tensor(idx)][keep]
@@ -186,21 +200,22 @@ def _expert_loss(expert, text: _Text, idx, cfg: RouteConfig, use_anchor: bool) -
     return loss
 
 
-def train_expert(top, texts: dict[str, _Text], source: str, domain: str, train_idx: dict[str, np.ndarray],
+def train_expert(top, texts: dict[str, _Text], keys: list[str], name: str, train_idx: dict[str, np.ndarray],
                  cfg: RouteConfig) -> tuple[ExpertStack, dict]:
-    """A copy of the top layers distilled on source + `domain` text (alternating batches)."""
+    """A copy of the top layers distilled on the text of `keys` (batches alternating between them):
+    source + the language for a language expert, the topic's text for a topic expert."""
     from edgelm.distill.batches import BalancedBatches
     from edgelm.distill.general import lr_at
     torch.manual_seed(cfg.seed)
     expert = copy.deepcopy(top).train()
     opt = torch.optim.AdamW(expert.parameters(), lr=cfg.lr)
-    sizes = {source: len(train_idx[source]), domain: len(train_idx[domain])}
+    sizes = {key: len(train_idx[key]) for key in keys}
     batches = BalancedBatches(sizes, cfg.batch_size, cfg.seed)
     started, losses = time.perf_counter(), []
-    with progress_bar(f"expert {domain}", cfg.steps, "step") as advance:
+    with progress_bar(f"expert {name}", cfg.steps, "step") as advance:
         for step in range(cfg.steps):
-            lang, local = batches(step)
-            loss = _expert_loss(expert, texts[lang], train_idx[lang][local], cfg, use_anchor=lang != source)
+            key, local = batches(step)
+            loss = _expert_loss(expert, texts[key], train_idx[key][local], cfg)
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, cfg)
             opt.zero_grad(set_to_none=True)
@@ -231,23 +246,28 @@ def _router_data(texts: dict[str, _Text], idx: dict[str, np.ndarray], label: dic
     return h, m, torch.tensor([y for _, y in rows])
 
 
-def cache_texts(cfg: RouteConfig, run: Path, general_dir: Path, student_model, body, teacher_name: str,
-                corpora: dict[str, list[str]], pairs: dict[str, list[int]], corpus_report: dict,
-                data_root: Path | None, corpora_paths, use_bundled: bool) -> dict[str, _Text]:
-    """Body states and teacher targets (anchors included) per language; router-only languages: body states."""
+def _encoders(run: Path, general_dir: Path, student_model, teacher_name: str):
+    """What caching needs: the teacher, the student→teacher token map, the recipe, tokenizer and pad id."""
     from tokenizers import Tokenizer
 
-    from edgelm.distill.config import DistillConfig
-    from edgelm.distill.general import TokenizedCorpus
-    from edgelm.distill.run import collect_corpora
     from edgelm.encoder import EmbeddingRecipe, load_model
     from edgelm.teacher.registry import resolve_model
 
     teacher = load_model(resolve_model(teacher_name))
     kept = torch.as_tensor(json.loads((run / "vocab.json").read_text())["kept"], dtype=torch.long)
     recipe = EmbeddingRecipe.from_config(student_model.config, str(general_dir))
-    tok = Tokenizer.from_file(str(general_dir / "tokenizer.json"))
-    pad = student_model.config.pad_token_id
+    return teacher, kept, recipe, Tokenizer.from_file(str(general_dir / "tokenizer.json")), student_model.config.pad_token_id
+
+
+def cache_texts(cfg: RouteConfig, run: Path, general_dir: Path, student_model, body, teacher_name: str,
+                corpora: dict[str, list[str]], pairs: dict[str, list[int]], corpus_report: dict,
+                data_root: Path | None, corpora_paths, use_bundled: bool) -> dict[str, _Text]:
+    """Body states and teacher targets (anchors included) per language; router-only languages: body states."""
+    from edgelm.distill.config import DistillConfig
+    from edgelm.distill.general import TokenizedCorpus
+    from edgelm.distill.run import collect_corpora
+
+    teacher, kept, recipe, tok, pad = _encoders(run, general_dir, student_model, teacher_name)
     texts: dict[str, _Text] = {}
     src_emb = None
     for lang in [cfg.source, *cfg.domains]:
@@ -255,7 +275,7 @@ def cache_texts(cfg: RouteConfig, run: Path, general_dir: Path, student_model, b
         b, t, emb = _cache(ids, body, teacher, kept, pad, lang)
         if lang == cfg.source:
             src_emb = emb
-            anchor, has = emb, torch.ones(len(ids), dtype=torch.bool)
+            anchor, has = emb, torch.zeros(len(ids), dtype=torch.bool)  # the source is its own anchor: none
         else:
             pos = torch.as_tensor(pairs.get(lang, [-1] * len(ids)), dtype=torch.long)
             has = pos >= 0
@@ -273,6 +293,51 @@ def cache_texts(cfg: RouteConfig, run: Path, general_dir: Path, student_model, b
     return texts
 
 
+def topic_corpora(root: Path, languages: list[str], topics: tuple[str, ...]) -> dict[str, list]:
+    """SIB-200 train + dev rows of each language (never test), checked to cover every topic."""
+    from edgelm.data.sib200 import load_sib200, sib200_labels
+
+    have = sib200_labels(root)
+    unknown = [t for t in topics if t not in have]
+    if unknown:
+        raise EdgelmError(f"{unknown[0]!r} is not a SIB-200 topic; they are: {', '.join(have)}")
+    rows = {lang: load_sib200(root, lang, "train") + load_sib200(root, lang, "dev") for lang in languages}
+    for lang, r in rows.items():
+        empty = [t for t in topics if not any(x.label == t for x in r)]
+        if empty:
+            raise EdgelmError(f"SIB-200 {lang} has no train/dev text for topic {empty[0]!r}")
+    return rows
+
+
+def cache_topic_texts(cfg: RouteConfig, run: Path, general_dir: Path, student_model, body, teacher_name: str,
+                      rows: dict[str, list]) -> dict[str, _Text]:
+    """Per topic: the body states and teacher targets of its rows in every language, each target row
+    anchored to the teacher embedding of its English (source) translation."""
+    from edgelm.distill.general import TokenizedCorpus
+
+    teacher, kept, recipe, tok, pad = _encoders(run, general_dir, student_model, teacher_name)
+    cached = {}
+    for lang, r in rows.items():
+        ids = TokenizedCorpus.build(tok, [x.text for x in r], recipe.prefix, cfg.max_length).ids
+        cached[lang] = _cache(ids, body, teacher, kept, pad, lang)
+    src = {x.index_id: i for i, x in enumerate(rows[cfg.source])}
+    src_emb = cached[cfg.source][2]
+    texts = {}
+    for topic in cfg.domains:
+        b, t, anchors, has = [], [], [], []
+        for lang, r in rows.items():
+            for i, x in enumerate(r):
+                if x.label != topic:
+                    continue
+                b.append(cached[lang][0][i])
+                t.append(cached[lang][1][i])
+                j = src.get(x.index_id) if lang != cfg.source else None
+                anchors.append(src_emb[j] if j is not None else torch.zeros(src_emb.shape[1]))
+                has.append(j is not None)
+        texts[topic] = _Text(b, t, torch.stack(anchors), torch.tensor(has))
+    return texts
+
+
 def fit_router(cfg: RouteConfig, names: list[str], texts: dict[str, _Text],
                splits: dict[str, tuple[np.ndarray, np.ndarray]], hidden_size: int):
     """Train the router on the training split of every language's body states; score it on the held-out split."""
@@ -280,7 +345,7 @@ def fit_router(cfg: RouteConfig, names: list[str], texts: dict[str, _Text],
     from edgelm.route.router import ScarRouter, train_router
 
     label = {d: names.index(d) for d in cfg.domains}
-    if cfg.general:
+    if cfg.general and cfg.grouping == "languages":
         label |= {lang: names.index(GENERAL) for lang in (cfg.source, *cfg.general_languages)}
     h, m, y = _router_data(texts, {l: s[0] for l, s in splits.items()}, label)
     torch.manual_seed(cfg.seed)
@@ -322,21 +387,33 @@ def train_routed(cfg: RouteConfig, student: Path, out: Path, *, data_root: Path 
         raise EdgelmError(f"{out} exists; choose another --out or pass --overwrite")
     run, general_dir, run_info = open_student(student)
     languages = run_info.get("provenance", {}).get("languages") or []
-    missing = [d for d in cfg.domains if d not in languages]
+    missing = [d for d in cfg.domains if d not in languages] if cfg.grouping == "languages" else []
     if missing:
         raise EdgelmError(f"the student in {run} was distilled on {', '.join(languages)}, not {missing[0]}: "
                           f"distil a body with --target {','.join(cfg.domains)} first")
     if cfg.source not in languages:
         raise EdgelmError(f"the student was distilled from {languages[0]}, not {cfg.source}")
+    if cfg.grouping == "topics" and (data_root is None or corpora_paths):
+        raise EdgelmError("topic domains come from SIB-200's labelled train/dev text: give --data, not --corpus")
     started = time.perf_counter()
-    dcfg = DistillConfig(teacher=run_info["config"]["teacher"], source=cfg.source, target=",".join(cfg.domains))
-    corpora, corpus_report = collect_corpora(dcfg, data_root, corpora_paths or {}, use_bundled)
-    pairs = parallel_pairs(dcfg, data_root, corpora)
+    teacher_name = run_info["config"]["teacher"]
+    if cfg.grouping == "topics":
+        rows = topic_corpora(data_root, [cfg.source, *[l for l in languages if l != cfg.source]], cfg.domains)
+        corpora = {lang: [x.text for x in r] for lang, r in rows.items()}
+        corpus_report = {topic: {lang: sum(x.label == topic for x in r) for lang, r in rows.items()}
+                         | {"sources": ["sib200 train+dev"]} for topic in cfg.domains}
+    else:
+        dcfg = DistillConfig(teacher=teacher_name, source=cfg.source, target=",".join(cfg.domains))
+        corpora, corpus_report = collect_corpora(dcfg, data_root, corpora_paths or {}, use_bundled)
+        pairs = parallel_pairs(dcfg, data_root, corpora)
 
     student_model = load_model(general_dir)
     body, top = split_student(student_model, cfg.expert_layers)
-    texts = cache_texts(cfg, run, general_dir, student_model, body, dcfg.teacher, corpora, pairs, corpus_report,
-                        data_root, corpora_paths, use_bundled)
+    if cfg.grouping == "topics":
+        texts = cache_topic_texts(cfg, run, general_dir, student_model, body, teacher_name, rows)
+    else:
+        texts = cache_texts(cfg, run, general_dir, student_model, body, teacher_name, corpora, pairs, corpus_report,
+                            data_root, corpora_paths, use_bundled)
     splits = {lang: _held_out(len(texts[lang].body), cfg.heldout, cfg.seed, lang) for lang in texts}
     train_idx = {lang: s[0] for lang, s in splits.items()}
 
@@ -351,7 +428,7 @@ def train_routed(cfg: RouteConfig, student: Path, out: Path, *, data_root: Path 
     key = hashlib.sha256(json.dumps([cfg.identity(), fp, {lang: corpora[lang] for lang in sorted(corpora)}],
                                     sort_keys=True).encode()).hexdigest()[:16]  # settings, body and the very text
     for domain in cfg.domains:
-        done = work / f"{domain}.{key}.safetensors"
+        done = work / f"{key}.{expert_file(domain)}"
         if done.is_file():
             try:
                 experts[domain] = copy.deepcopy(top)
@@ -360,17 +437,19 @@ def train_routed(cfg: RouteConfig, student: Path, out: Path, *, data_root: Path 
                 continue
             except Exception:  # unreadable leftovers are retrained, never trusted
                 done.unlink(missing_ok=True)
-        experts[domain], report["experts"][domain] = train_expert(top, texts, cfg.source, domain, train_idx, cfg)
+        keys = [domain] if cfg.grouping == "topics" else [cfg.source, domain]
+        experts[domain], report["experts"][domain] = train_expert(top, texts, keys, domain, train_idx, cfg)
         atomic_write_bytes(done, save(_state(experts[domain]), metadata={"report": json.dumps(report["experts"][domain])}))
 
     names = cfg.experts
     router, report["router"] = fit_router(cfg, names, texts, splits, body.config.hidden_size)
 
-    meta = {"format": FORMAT, "edgelm_version": __version__, "source": cfg.source, "domains": list(cfg.domains),
+    meta = {"format": FORMAT, "edgelm_version": __version__, "source": cfg.source, "grouping": cfg.grouping,
+            "domains": list(cfg.domains),
             "experts": names, "general": names.index(GENERAL) if cfg.general else None,
             "always_general": cfg.always_general, "tau": cfg.tau, "k_max": cfg.k_max,
             "expert_layers": cfg.expert_layers, "body_layers": body.config.num_hidden_layers,
-            "body_fingerprint": fp, "student": str(general_dir), "teacher": dcfg.teacher,
+            "body_fingerprint": fp, "student": str(general_dir), "teacher": teacher_name,
             "languages": languages, "config": cfg.identity(), "corpora": corpus_report, "training": report}
     with atomic_dir(out, replace=overwrite) as tmp:
         body.save_pretrained(tmp / "body", safe_serialization=True)
@@ -379,7 +458,7 @@ def train_routed(cfg: RouteConfig, student: Path, out: Path, *, data_root: Path 
                 (tmp / "body" / name).write_bytes((general_dir / name).read_bytes())
         (tmp / "experts").mkdir()
         for name, expert in experts.items():
-            save_file(_state(expert), str(tmp / "experts" / f"{name}.safetensors"),
+            save_file(_state(expert), str(tmp / "experts" / expert_file(name)),
                       metadata={"format": "edgelm.expert/1", "name": name, "layers": str(cfg.expert_layers),
                                 "body_fingerprint": fp})
         save_file({k: v.contiguous() for k, v in router.state_dict().items()}, str(tmp / "router.safetensors"),
