@@ -55,11 +55,11 @@ def _topic_report(spec: str, data: Path | None) -> dict:
     from edgelm.data.locate import data_root
     from edgelm.data.sib200 import sib200_languages
     from edgelm.encoder import Encoder
-    from edgelm.evaluate.domains import _topic_scores
+    from edgelm.evaluate.domains import topic_scores
 
     root = data_root(data)
     encoder = Encoder.load(spec)
-    got = _topic_scores(encoder, root, sib200_languages(root), "eng_Latn")
+    got = topic_scores(encoder, root, sib200_languages(root), "eng_Latn")
     model = {"name": spec}
     if hasattr(encoder, "mean_experts"):
         model["routing"] = {"mean_experts": encoder.mean_experts}

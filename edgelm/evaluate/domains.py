@@ -32,7 +32,7 @@ def _embed_by_topic(encoder, rows, lang: str) -> np.ndarray:
     return out
 
 
-def _topic_scores(encoder, root: Path, languages: list[str], source: str) -> dict[str, float]:
+def topic_scores(encoder, root: Path, languages: list[str], source: str) -> dict[str, float]:
     """Per topic: mean over languages of language→source retrieval accuracy within the topic."""
     from edgelm.data.sib200 import load_sib200, sib200_labels
     from edgelm.evaluate.tatoeba import retrieval_accuracy
@@ -106,7 +106,7 @@ def domain_matrix(models: list[str], grouping: str, *, task: str = "sib200", lan
             torch.set_num_threads(threads)
         domains = []
         for model in models:
-            got = _topic_scores(Encoder.load(model), root, langs, source)
+            got = topic_scores(Encoder.load(model), root, langs, source)
             domains = domains or list(got)
             scores[model] = [got[d] for d in domains]
         name = f"SIB-200 topic retrieval (language → {source} within each topic, mean over {len(langs) - 1} languages)"
