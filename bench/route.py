@@ -66,9 +66,10 @@ def _topic_report(spec: str, data: Path | None) -> dict:
     return {"model": model, "topics": {"scores": [{"language": t, "accuracy": v} for t, v in got.items()]}}
 
 
-def evaluate_rows(rows: dict[str, str], cache: Path, data: Path | None, grouping: str = "languages") -> dict[str, dict]:
-    """Report per row, cached in `cache`: `evaluate_model` (SIB-200 + Tatoeba, every language) for
-    language domains, per-topic retrieval for topics."""
+def evaluate_rows(rows: dict[str, str], cache: Path, data: Path | None, grouping: str = "languages",
+                  tasks: tuple[str, ...] = ("sib200", "tatoeba")) -> dict[str, dict]:
+    """Report per row, cached in `cache`: `evaluate_model` (`tasks`, every language) for language
+    domains, per-topic retrieval for topics."""
     from edgelm.atomic import atomic_write_text
     from edgelm.evaluate import evaluate_model
 
@@ -81,7 +82,7 @@ def evaluate_rows(rows: dict[str, str], cache: Path, data: Path | None, grouping
             continue
         print(f"evaluating {name} ({spec})", file=sys.stderr, flush=True)
         reports[name] = (_topic_report(spec, data) if grouping == "topics"
-                         else evaluate_model(spec, tasks=["sib200", "tatoeba"], data=data))
+                         else evaluate_model(spec, tasks=list(tasks), data=data))
         atomic_write_text(f, json.dumps(reports[name], indent=1))
     return reports
 

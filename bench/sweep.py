@@ -12,13 +12,14 @@ languages, and Spearman ρ between compression intensity and GG / DSI across the
 measured four ways: the compression factor (32 / bits × 12 / layers, higher = more compressed), bits
 alone, layers alone and the bundle's size (the last three negated, so that for each a positive ρ
 means "more compression, more gap").
-Results: `results.json` and `results.md` in --out; bundles and evaluations are cached by the hash of the
-student they come from, so a killed run resumes.
+Results: `results.json` and `results.md` in --out; bundles are cached by the hash of the student they come
+from, evaluations per row (`bench.route.evaluate_rows`) for that set of bundles, so a killed run resumes.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import subprocess
 import sys
@@ -43,19 +44,6 @@ def student_run(layers: int, runs: Path, steps: int, given: dict[int, Path], dat
         _run([*EDGELM, "distill", "--target", "swh_Latn", "--phase", "general", "--layers", str(layers),
               "--steps", str(steps), "--out", str(run), *data, *(["--resume"] if (run / "run.json").is_file() else [])])
     return run
-
-
-def _cached_eval(spec: str, cache: Path, data: Path | None) -> dict:
-    from edgelm.atomic import atomic_write_text
-    from edgelm.evaluate import evaluate_model
-
-    if cache.is_file():
-        return json.loads(cache.read_text())
-    print(f"evaluating {spec}", file=sys.stderr, flush=True)
-    report = evaluate_model(spec, tasks=["sib200"], data=data)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(cache, json.dumps(report, indent=1))
-    return report
 
 
 def intensities(variants: dict[str, dict]) -> dict[str, dict[str, float]]:
@@ -103,6 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     from edgelm.atomic import atomic_write_text
     from edgelm.bench.harness import machine_info
+    from edgelm.bench.route import evaluate_rows
     from edgelm.hashing import sha256_file
     from edgelm.metrics.matrix import from_json
     from edgelm.metrics.tradeoff import tradeoff_report
@@ -112,8 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     given = {int(k): Path(v) for k, v in (r.split("=", 1) for r in args.run)}
     out = args.out
     teacher = pull_teacher("e5-small")
-    reports = {"teacher": _cached_eval("e5-small", out / "eval" / "teacher.json", args.data)}
-    variants: dict[str, dict] = {}
+    rows, variants = {"teacher": "e5-small"}, {}
     for layers in [int(x) for x in args.layers.split(",")]:
         run = student_run(layers, args.runs, args.steps, given, data)
         key = sha256_file(run / "general" / "model.safetensors")[:12]
@@ -124,11 +112,13 @@ def main(argv: list[str] | None = None) -> None:
                 _run([*EDGELM, "export", str(run / "general"), "--target", "tflite", "--quantize", quantize,
                       "--out", str(bundle), "--overwrite", *data])
             manifest = json.loads((bundle / "manifest.json").read_text())
-            reports[name] = _cached_eval(str(bundle), out / "eval" / f"{bundle.name}.json", args.data)
-            steps = json.loads((run / "run.json").read_text())["config"]["steps"]
-            variants[name] = {"layers": layers, "bits": bits, "steps": steps, "run": str(run), "bundle": str(bundle),
-                              "mb": manifest["sizes"]["file_bytes"] / 2**20,
-                              "truncated_texts": reports[name]["model"].get("truncated_texts", 0)}
+            rows[name] = str(bundle)
+            variants[name] = {"layers": layers, "bits": bits, "steps": json.loads((run / "run.json").read_text())["config"]["steps"],
+                              "run": str(run), "bundle": str(bundle), "mb": manifest["sizes"]["file_bytes"] / 2**20}
+    cache = out / "eval" / hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:12]  # these bundles
+    reports = evaluate_rows(rows, cache, args.data, tasks=("sib200",))
+    for name, v in variants.items():
+        v["truncated_texts"] = reports[name]["model"].get("truncated_texts", 0)
     langs = [s["language"] for s in reports["teacher"]["sib200"]["scores"]]
     matrix = {"domains": langs, "base": "teacher", "targets": {n: "swh_Latn" for n in variants},
               "scores": {n: [next(s["accuracy"] for s in r["sib200"]["scores"] if s["language"] == l) for l in langs]

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from edgelm.errors import EdgelmError
+from edgelm.route.model import safe_name
 
 ROUTED_QUANT = {"onnx": ("none", "int8"), "tflite": ("none", "fp16", "int8")}
 
@@ -44,7 +45,8 @@ def load_routed(path: Path):
 
 
 def _part_name(name: str) -> str:
-    return "e" + "".join(c if c.isalnum() else "_" for c in name)
+    """The TFLite signature prefix of expert `name`."""
+    return "e" + safe_name(name)
 
 
 def _graphs(routed) -> dict:
@@ -69,7 +71,7 @@ def write_routed(tmp: Path, routed, target: str, quantize: str, ids: torch.Tenso
 
         files, sizes = {}, {}
         for name, graph in graphs.items():
-            final = tmp / ("body.onnx" if name == "body" else f"expert-{_part_name(name)[1:]}.onnx")
+            final = tmp / ("body.onnx" if name == "body" else f"expert-{safe_name(name)}.onnx")
             fp32 = final.with_suffix(".fp32.onnx")
             if name == "body":
                 export_onnx(graph, (ids[:2], mask[:2]), fp32)

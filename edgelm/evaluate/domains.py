@@ -22,12 +22,13 @@ GROUPINGS = ("languages", "topics")
 
 def _embed_by_topic(encoder, rows, lang: str) -> np.ndarray:
     """Vectors of SIB-200 rows, embedded one topic at a time so a topic-routed model's oracle knows it."""
-    out = np.zeros((len(rows), 0), dtype=np.float32)
+    parts = {}
     for topic in sorted({r.label for r in rows}):
         idx = [i for i, r in enumerate(rows) if r.label == topic]
-        vecs = encoder.embed([rows[i].text for i in idx], progress=f"{lang} test, {topic}", language=lang, topic=topic)
-        if out.shape[1] == 0:
-            out = np.zeros((len(rows), vecs.shape[1]), dtype=np.float32)
+        parts[topic] = idx, encoder.embed([rows[i].text for i in idx], progress=f"{lang} test, {topic}",
+                                          language=lang, topic=topic)
+    out = np.zeros((len(rows), next(iter(parts.values()))[1].shape[1]), dtype=np.float32)
+    for idx, vecs in parts.values():
         out[idx] = vecs
     return out
 

@@ -55,9 +55,14 @@ class ExpertStack(torch.nn.Module):
         return hidden
 
 
+def safe_name(name: str) -> str:
+    """`name` as a file or signature name: a SIB-200 topic such as science/technology has a slash."""
+    return "".join(c if c.isalnum() else "_" for c in name)
+
+
 def expert_file(name: str) -> str:
-    """The file name of expert `name` (a SIB-200 topic such as science/technology has a slash)."""
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name) + ".safetensors"
+    """The file name of expert `name` in a routed folder."""
+    return safe_name(name) + ".safetensors"
 
 
 def body_fingerprint(body: torch.nn.Module) -> str:
