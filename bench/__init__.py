@@ -1,7 +1,8 @@
-"""edgelm.bench: benchmarks and their scripts.
+"""edgelm.benchmarks: measuring models where they run.
 
-What will live here: the latency / memory / size harness behind `edgelm bench` (one record per
-bundle, runtime, threads and sequence length, with the machine it ran on), the distillation and
-routing experiment scripts whose tables the README shows, and device scripts (Raspberry Pi, Android,
-aarch64 under emulation).
+The library: `harness` (behind `edgelm bench`: one record per target, runtime, threads, sequence length
+and batch, interleaved, with the machine it ran on) and `estimate` (a Raspberry Pi 4 latency estimate
+from FLOPs and weight bytes). `experiments/` holds the scripts behind the README's tables
+(`python -m edgelm.benchmarks.experiments.NAME`); `device/` the shell scripts that run a bundle on a
+Raspberry Pi, an Android phone or an emulated aarch64 userland.
 """

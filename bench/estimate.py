@@ -1,7 +1,7 @@
 """A Raspberry Pi 4 latency estimate from a model's FLOPs and the bytes it reads per call.
 
 This is arithmetic, not a measurement: it says roughly what to expect before a bundle is copied to
-a Pi, and every assumption is printed with it. Measure on the device with `bench/pi.sh`.
+a Pi, and every assumption is printed with it. Measure on the device with `bench/device/pi.sh`.
 """
 
 from __future__ import annotations
@@ -37,14 +37,9 @@ PI4 = DeviceProfile(
 )
 
 
-def architecture(config) -> dict:
-    """The shape numbers of a transformers encoder config that the estimate needs."""
-    return {"layers": config.num_hidden_layers, "hidden": config.hidden_size, "heads": config.num_attention_heads,
-            "intermediate": config.intermediate_size, "vocab": config.vocab_size}
-
-
 def encoder_flops(arch: dict, seq_len: int, batch: int = 1) -> float:
-    """Floating-point operations of one call of a BERT-style encoder (matmuls and attention)."""
+    """Floating-point operations of one call of a BERT-style encoder (matmuls and attention); `arch` as
+    `checkpoint.architecture` gives it and a bundle's config records it."""
     h, f, layers = arch["hidden"], arch["intermediate"], arch["layers"]
     per_layer = 2 * seq_len * (4 * h * h + 2 * h * f) + 2 * 2 * seq_len * seq_len * h
     return float(batch * layers * per_layer)

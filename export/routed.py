@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from edgelm.errors import EdgelmError
-from edgelm.route.model import safe_name
+from edgelm.routing.model import safe_name
 
 ROUTED_QUANT = {"onnx": ("none", "int8"), "tflite": ("none", "fp16", "int8")}
 
@@ -26,8 +26,8 @@ def check_routed_quantize(target: str, quantize: str) -> None:
 
 def load_routed(path: Path):
     """(RoutedModel, tokenizer, bundle config) of a routed folder."""
-    from edgelm.bench.estimate import architecture
-    from edgelm.route.model import RoutedModel
+    from edgelm.checkpoint import architecture
+    from edgelm.routing.model import RoutedModel
 
     routed = RoutedModel.load(path)
     cfg = routed.body.config
@@ -50,7 +50,7 @@ def _part_name(name: str) -> str:
 
 
 def _graphs(routed) -> dict:
-    from edgelm.export.graphs import BodyGraph, ExpertGraph
+    from edgelm.exporters.graphs import BodyGraph, ExpertGraph
 
     parts = {"body": BodyGraph(routed.body).eval()}
     for name, expert in zip(routed.names, routed.experts):
@@ -67,7 +67,7 @@ def write_routed(tmp: Path, routed, target: str, quantize: str, ids: torch.Tenso
     with torch.no_grad():  # not inference_mode: exporters trace through these tensors
         hidden = graphs["body"](ids[:2], mask[:2])
     if target == "onnx":
-        from edgelm.export.onnx import OPSET, export_onnx, part_sizes, quantize_onnx
+        from edgelm.exporters.onnx import OPSET, export_onnx, part_sizes, quantize_onnx
 
         files, sizes = {}, {}
         for name, graph in graphs.items():
@@ -89,7 +89,7 @@ def write_routed(tmp: Path, routed, target: str, quantize: str, ids: torch.Tenso
         weights = part_sizes(tmp / files["body"])
         return ({"model_file": files["body"], "buckets": None}, {"files": files},
                 {"opset": OPSET, "file_bytes_by_part": sizes, "weights_by_part": weights})
-    from edgelm.export.tflite import INPUT_NAMES, export_tflite_parts, signature_name, token_sample
+    from edgelm.exporters.tflite import INPUT_NAMES, export_tflite_parts, signature_name, token_sample
 
     def body_sample(bucket: int):
         return token_sample(bucket, ids)

@@ -140,16 +140,15 @@ class SparseDiff:
     @classmethod
     def load(cls, path: str | Path) -> SparseDiff:
         """Read a diff written by :meth:`save`."""
-        from safetensors import safe_open
+        from edgelm.tensorfile import read_tensors
 
-        with safe_open(str(path), framework="numpy") as fh:
-            header = fh.metadata() or {}
-            if header.get("format") != FORMAT:
-                raise SparseDiffError(f"{path} is not an edgelm sparse diff")
-            shapes = {k: tuple(v) for k, v in json.loads(header["shapes"]).items()}
-            diff = cls(shapes=shapes, base_fingerprint=header.get("base_fingerprint", ""),
-                       meta=json.loads(header.get("meta", "{}")))
-            for name in shapes:
-                diff.indices[name] = fh.get_tensor(f"{name}::indices")
-                diff.values[name] = fh.get_tensor(f"{name}::values")
+        header, tensors = read_tensors(path, "sparse diff", framework="np")
+        if header.get("format") != FORMAT:
+            raise SparseDiffError(f"{path} is not an edgelm sparse diff")
+        shapes = {k: tuple(v) for k, v in json.loads(header["shapes"]).items()}
+        diff = cls(shapes=shapes, base_fingerprint=header.get("base_fingerprint", ""),
+                   meta=json.loads(header.get("meta", "{}")))
+        for name in shapes:
+            diff.indices[name] = tensors[f"{name}::indices"]
+            diff.values[name] = tensors[f"{name}::values"]
         return diff

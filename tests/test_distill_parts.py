@@ -11,10 +11,10 @@ import torch
 from transformers import BertConfig, BertModel
 
 from edgelm.data import load_sib200, load_tatoeba
-from edgelm.distill.losses import attention_mse, hidden_mse, logit_kd
-from edgelm.distill.lt_sft import mask_gradients, select_mask
-from edgelm.distill.student import make_student, select_layers
-from edgelm.distill.vocab import trim_vocabulary
+from edgelm.distillation.losses import attention_mse, hidden_mse, logit_kd
+from edgelm.distillation.lt_sft import mask_gradients, select_mask
+from edgelm.distillation.student import make_student, select_layers
+from edgelm.distillation.vocab import trim_vocabulary
 from edgelm.errors import EdgelmError
 
 

@@ -49,6 +49,20 @@ def test_both_phases_produce_loadable_students(cli, tiny_teacher, tmp_path):
         assert torch.allclose(body[name], merged[name], atol=1e-6), name
     untouched = [n for n in body if n not in diff.indices and n in merged]
     assert all(torch.equal(body[n], merged[n]) for n in untouched)
+    # Each folder says what it is, and `edgelm.load` gives an object typed by what it can do.
+    import edgelm
+    from edgelm.protocols import Classifier, Embedder
+
+    assert edgelm.describe(out / "general") | {"provenance": None, "edgelm_version": None} == {
+        "kind": "student", "format": 1, "edgelm_version": None, "provenance": None}
+    assert edgelm.describe(out / "general")["provenance"]["languages"] == ["eng_Latn", "swh_Latn"]
+    assert edgelm.describe(out / "task")["kind"] == "task_model"
+    assert edgelm.describe(out / "task_teacher")["kind"] == "task_model"
+    student, task = edgelm.load(out / "general"), edgelm.load(out / "task")
+    assert isinstance(student, Embedder) and not isinstance(student, Classifier)
+    assert isinstance(task, Classifier) and isinstance(task, Embedder) and len(task.labels) == 7
+    (pred,) = task.predict(["Serikali imetangaza bajeti mpya."])
+    assert pred["label"] in task.labels and abs(sum(pred["probabilities"].values()) - 1) < 1e-5
     # And `edgelm eval` takes both.
     report = cli("eval", str(out / "task"), "--languages", "swh_Latn", "--task", "sib200", "--json")
     assert report.code == 0, report.stderr

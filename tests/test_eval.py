@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 
-from edgelm.evaluate.sib200 import macro_f1
-from edgelm.evaluate.tatoeba import retrieval_accuracy
+from edgelm.evaluation.sib200 import macro_f1
+from edgelm.evaluation.tatoeba import retrieval_accuracy
 
 
 def test_macro_f1_by_hand():

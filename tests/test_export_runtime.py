@@ -21,7 +21,7 @@ from edgelm.runtime import Bundle, Model, ParityError
 
 @pytest.fixture(scope="module")
 def bundles(tiny_teacher, data_dir, tmp_path_factory):
-    from edgelm.export.bundle import export_bundle
+    from edgelm.exporters.bundle import export_bundle
 
     root = tmp_path_factory.mktemp("bundles")
     made = {q: Path(export_bundle(str(tiny_teacher), "onnx", q, root / q, data=data_dir)["path"])
@@ -90,7 +90,7 @@ def test_tflite_buckets_pad_and_truncate_like_the_source_model(bundles, tiny_tea
     model = Model.load(bundles["tflite-int8"])
     assert model.backend.name == "litert" and model.backend.buckets == list(TFLITE_BUCKETS)
     short, medium = "Habari ya asubuhi", "Habari ya asubuhi, rafiki yangu mpendwa " * 4
-    assert model.encode([short])[0].shape == (1, 16) and model.encode([medium])[0].shape == (1, 64)
+    assert model.tokenize([short])[0].shape == (1, 16) and model.tokenize([medium])[0].shape == (1, 64)
     teacher = Encoder.load(tiny_teacher)
     got = model.embed([short, medium])  # one batch, two rows, run one at a time in the 64 bucket
     assert _cosines(got, teacher.embed([short, medium])).min() > 0.98
@@ -108,7 +108,7 @@ def test_classifier_bundle_predicts_like_torch(tiny_classifier, data_dir, tmp_pa
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from edgelm.data import load_sib200
-    from edgelm.export.bundle import export_bundle
+    from edgelm.exporters.bundle import export_bundle
 
     path = Path(export_bundle(str(tiny_classifier), target, quantize, tmp_path / "clf", data=data_dir,
                               buckets=TFLITE_BUCKETS if target == "tflite" else None)["path"])
@@ -124,6 +124,20 @@ def test_classifier_bundle_predicts_like_torch(tiny_classifier, data_dir, tmp_pa
     assert abs(sum(preds[0]["probabilities"].values()) - 1) < 1e-5
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["parity"]["export_check"]["label_agreement"] >= 0.8
+    # What a bundle can do is its type: a classifier bundle classifies, and `edgelm eval` scores its head.
+    import edgelm
+    from edgelm.protocols import Classifier, Embedder
+
+    loaded = edgelm.load(path)
+    assert isinstance(loaded, Classifier) and not isinstance(loaded, Embedder)
+    assert edgelm.describe(path)["kind"] == "bundle" and manifest["kind"] == "bundle"
+    if quantize == "none":
+        torch_report = edgelm.evaluate(tiny_classifier, tasks="sib200", languages="eng_Latn")
+        bundle_report = edgelm.evaluate(path, tasks="sib200", languages="eng_Latn")
+        assert bundle_report["sib200"]["probe"]["kind"] == torch_report["sib200"]["probe"]["kind"] == "model_head"
+        assert bundle_report["sib200"]["scores"] == torch_report["sib200"]["scores"]
+        with pytest.raises(EdgelmError, match="does not embed"):
+            edgelm.evaluate(path, tasks="tatoeba", languages="swh_Latn")
 
 
 class _Zeros:
@@ -172,20 +186,20 @@ def test_bucket_padding_and_truncation(bundles, tmp_path):
     from tokenizers import Tokenizer
 
     model = Model(bundle, Model.load(bundles["none"]).backend, Tokenizer.from_file(str(copy / "tokenizer.json")))
-    ids, mask = model.encode(["Habari"])
+    ids, mask = model.tokenize(["Habari"])
     assert ids.shape == (1, 16) and mask.sum() < 16 and ids[0, -1] == 1  # padded with <pad> to the bucket
-    ids, _ = model.encode(["Habari " * 12])
+    ids, _ = model.tokenize(["Habari " * 12])
     assert ids.shape[1] == 32
     long_text = "Habari ya asubuhi " * 40
     with pytest.warns(UserWarning, match="truncated"):
-        ids, mask = model.encode([long_text])
+        ids, mask = model.tokenize([long_text])
     assert ids.shape == (1, 32) and ids[0, -1] == 2  # </s> kept at the end
     with pytest.raises(EdgelmError, match="largest bucket"):
-        model.encode([long_text], strict=True)
+        model.tokenize([long_text], strict=True)
     with pytest.raises(EdgelmError, match="empty"):
-        model.encode(["  "])
+        model.tokenize(["  "])
     with pytest.raises(EdgelmError, match="no text"):
-        model.encode([])
+        model.tokenize([])
 
 
 @pytest.mark.parametrize("key", ["int8", "tflite-int8"])
@@ -302,8 +316,8 @@ class _Untraceable(torch.nn.Module):
 
 @pytest.mark.parametrize("target", ["onnx", "tflite"])
 def test_a_model_that_cannot_be_traced_is_one_line(target, tmp_path):
-    from edgelm.export.onnx import export_onnx
-    from edgelm.export.tflite import export_tflite
+    from edgelm.exporters.onnx import export_onnx
+    from edgelm.exporters.tflite import export_tflite
 
     ids, mask = torch.ones((1, 16), dtype=torch.int64), torch.ones((1, 16), dtype=torch.int64)
     with pytest.raises(EdgelmError, match="cannot be (traced|converted)"):

@@ -11,7 +11,7 @@ import pytest
 from helpers import assert_user_error
 
 from edgelm.errors import EdgelmError
-from edgelm.metrics import ScoreMatrix, from_json, spearman, tradeoff_report
+from edgelm.tradeoffs import ScoreMatrix, from_json, spearman, tradeoff_report
 
 DOMAINS = ["A", "B", "C"]
 SCORES = {

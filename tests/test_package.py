@@ -12,11 +12,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_top_level_folders_are_subpackages():
-    import edgelm.bench
-    import edgelm.export
+    import edgelm.benchmarks
+    import edgelm.exporters
     import edgelm.kernels
 
-    for module, folder in ((edgelm.export, "export"), (edgelm.kernels, "kernels"), (edgelm.bench, "bench")):
+    for module, folder in ((edgelm.exporters, "export"), (edgelm.kernels, "kernels"), (edgelm.benchmarks, "bench")):
         assert Path(module.__file__).parent.name == folder
         assert module.__doc__
 
@@ -29,8 +29,8 @@ def test_non_editable_install_maps_the_folders(tmp_path):
          str(target), str(ROOT)], capture_output=True, text=True,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    code = ("import edgelm.export, edgelm.kernels, edgelm.bench, edgelm.cli, edgelm.distill, edgelm.runtime, "
-            "edgelm.evaluate, edgelm.teacher, edgelm.data; print(edgelm.export.__file__)")
+    code = ("import edgelm.exporters, edgelm.kernels, edgelm.benchmarks, edgelm.cli, edgelm.distillation, edgelm.runtime, "
+            "edgelm.evaluation, edgelm.teacher, edgelm.data; print(edgelm.exporters.__file__)")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
                          env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"})
     assert run.returncode == 0, run.stderr
@@ -38,7 +38,7 @@ def test_non_editable_install_maps_the_folders(tmp_path):
 
 
 def test_importing_edgelm_and_its_cli_does_not_import_torch():
-    code = ("import sys, edgelm, edgelm.cli, edgelm.data, edgelm.export, edgelm.kernels, edgelm.bench, edgelm.runtime;"
+    code = ("import sys, edgelm, edgelm.cli, edgelm.data, edgelm.exporters, edgelm.kernels, edgelm.benchmarks, edgelm.runtime;"
             "heavy = [m for m in ('torch', 'transformers') if m in sys.modules]; print(heavy)")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert run.stdout.strip() == "[]"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgelm.route.router import RouterWeights, ScarRouter, route_numpy, train_router
+from edgelm.routing.router import RouterWeights, ScarRouter, route_numpy, train_router
 
 LANGS = ["eng_Latn", "swh_Latn", "hin_Deva", "amh_Ethi"]
 
@@ -52,3 +52,21 @@ def test_router_learns_the_language_and_numpy_agrees(states):
     assert (dev["chosen"] == out["chosen"].numpy()).all()
     general = route_numpy(RouterWeights.from_torch(router), hd.numpy(), md.numpy(), tau=0.9, k_max=1, general=0)
     assert general["chosen"][:, 0].all() and np.allclose(general["mixing"].sum(1), 1)
+
+
+def test_train_router_trains_at_the_threshold_it_is_given(states):
+    """The balance term counts the experts τ selects, so the loss train_router minimises must be taken at
+    the caller's τ (it used to be fixed at 0.9 whatever the router was trained for)."""
+    (h, m, y), _ = states
+    torch.manual_seed(0)
+    start = ScarRouter(h.shape[-1], len(LANGS), key_dim=32).state_dict()
+    first = {}
+    for tau in (0.3, 0.9):
+        router = ScarRouter(h.shape[-1], len(LANGS), key_dim=32)
+        router.load_state_dict(start)
+        idx = torch.randint(0, h.shape[0], (32,), generator=torch.Generator().manual_seed(7))  # train_router's batch
+        with torch.no_grad():
+            want = router.loss(h[idx], m[idx], y[idx], balance=1.0, tau=tau).item()
+        first[tau] = train_router(router, h, m, y, steps=1, balance=1.0, tau=tau, seed=7)[0]
+        assert first[tau] == pytest.approx(want, rel=1e-6)
+    assert first[0.3] != pytest.approx(first[0.9], rel=1e-4)  # τ changes what is minimised

@@ -8,12 +8,13 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from helpers import assert_user_error, tree_snapshot
+
+from edgelm.errors import EdgelmError
 
 DISTILL = ["--phase", "general", "--steps", "4", "--layers", "2", "--batch-size", "8"]
 ROUTE = ["--steps", "12", "--router-steps", "40", "--batch-size", "8"]
@@ -70,7 +71,7 @@ def test_a_multi_target_body_and_its_routed_model(body, routed):
 
 def test_the_general_expert_is_the_student_and_only_chosen_experts_run(body, routed):
     from edgelm.encoder import Encoder
-    from edgelm.route.model import RoutedModel
+    from edgelm.routing.model import RoutedModel
 
     student = Encoder.load(body / "general")
     model = RoutedModel.load(routed)
@@ -99,6 +100,34 @@ def test_the_general_expert_is_the_student_and_only_chosen_experts_run(body, rou
     assert torch.allclose(dense, mixed, atol=1e-5)
 
 
+def test_load_opens_routed_models_and_their_bundles(body, routed, routed_bundles):
+    import edgelm
+    from edgelm.checkpoint import encode_texts
+    from edgelm.protocols import Classifier, Embedder
+    from edgelm.routing.model import RoutedModel
+
+    assert edgelm.describe(routed)["kind"] == "routed" and edgelm.describe(body / "general")["kind"] == "student"
+    learned, dense = edgelm.load(routed), edgelm.load(f"{routed}@dense")
+    assert isinstance(learned, Embedder) and not isinstance(learned, Classifier)
+    assert (learned.routing, dense.routing) == ("learned", "dense")
+    bundle = edgelm.load(f"{routed_bundles['none']['path']}@swh_Latn")
+    assert isinstance(bundle, Embedder) and bundle.backend.routing == "swh_Latn"
+    assert edgelm.describe(routed_bundles["none"]["path"])["kind"] == "bundle"
+    one = edgelm.load(f"{routed}@swh_Latn")
+    assert np.allclose(bundle.embed(TEXTS), one.embed(TEXTS), atol=1e-5)  # the same expert, torch and runtime
+    with pytest.raises(EdgelmError, match="not a routed model"):
+        edgelm.load(f"{body / 'general'}@dense")
+    # route_texts truncates where it is told to (it used to cut at 512, whatever the body took)
+    model = RoutedModel.load(routed)
+    assert model.max_length == model.body.config.max_position_embeddings
+    long_text = " ".join(TEXTS * 4)
+    cut = model.route_texts([long_text], max_length=12)["weights"]
+    batch = encode_texts(model.tokenizer, [long_text], model.recipe.prefix, 12)
+    with torch.no_grad():
+        want = model.choose(model.body(**batch).last_hidden_state, batch["attention_mask"])["weights"]
+    assert torch.allclose(cut, want) and not torch.allclose(cut, model.route_texts([long_text])["weights"])
+
+
 def test_eval_scores_every_routing(cli, routed):
     spec = str(routed)
     result = cli("eval", f"{spec}@oracle", spec, f"{spec}@dense", f"{spec}@swh_Latn", "--domains", "languages",
@@ -117,7 +146,7 @@ def test_eval_scores_every_routing(cli, routed):
 
 @pytest.fixture(scope="module")
 def routed_bundles(routed, data_dir, tmp_path_factory):
-    from edgelm.export.bundle import export_bundle
+    from edgelm.exporters.bundle import export_bundle
 
     root = tmp_path_factory.mktemp("routed-bundles")
     made = {q: export_bundle(str(routed), "onnx", q, root / q, data=data_dir) for q in ("none", "int8")}
@@ -128,7 +157,7 @@ def routed_bundles(routed, data_dir, tmp_path_factory):
 
 @pytest.mark.parametrize("key,min_cos", [("none", 0.99999), ("int8", 0.98), ("tflite-none", 0.99999)])
 def test_routed_bundles_pass_parity_without_torch(routed_bundles, routed, key, min_cos):
-    from edgelm.route.model import RoutedModel
+    from edgelm.routing.model import RoutedModel
     from edgelm.runtime import Model
 
     manifest = routed_bundles[key]
@@ -172,7 +201,7 @@ def test_the_device_runs_only_the_experts_it_chose(routed_bundles):
 
 def test_a_routing_the_device_disagrees_with_is_refused(routed_bundles, tmp_path):
     from edgelm.runtime import Model
-    from edgelm.runtime.model import ParityError
+    from edgelm.runtime import ParityError
 
     copy = tmp_path / "bundle"
     shutil.copytree(routed_bundles["none"]["path"], copy)
@@ -246,7 +275,7 @@ def test_the_routed_runtime_imports_no_torch(routed_bundles):
 def test_topics_as_domains_route_export_and_score(cli, body, data_dir, tmp_path):
     """An expert per SIB-200 topic (a slash in its name), trained on that topic's text in every language
     of the body; oracle routing by topic in `eval --domains topics`; the routed bundle passes parity."""
-    from edgelm.export.bundle import export_bundle
+    from edgelm.exporters.bundle import export_bundle
 
     out = tmp_path / "topics"
     base = ["route", "train", "--student", str(body), "--out", str(out), *ROUTE]

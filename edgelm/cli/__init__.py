@@ -35,7 +35,7 @@ app.command("metrics")(metrics_command)
 @app.command()
 def version() -> None:
     """Print edgelm's version."""
-    from edgelm import __version__
+    from edgelm.version import __version__
 
     print(__version__)
 

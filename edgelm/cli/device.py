@@ -32,23 +32,14 @@ def export_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
 ) -> None:
     """Export a model to a verified edge bundle (model file, tokenizer, config, manifest with sha256s)."""
-    from edgelm.data.locate import data_root
-    from edgelm.export.bundle import check_buckets, check_options, export_bundle
+    from edgelm.api import export
+    from edgelm.exporters.bundle import check_options
 
-    check_options(target, quantize)
-    lengths = None
-    if buckets is not None:
-        if target != "tflite":
-            raise EdgelmError("--buckets applies to --target tflite (ONNX bundles take any length)")
-        lengths = check_buckets(_ints(buckets, "buckets"))
-    try:
-        root = data_root(data)
-    except EdgelmError:
-        if data is not None:
-            raise
-        root = None
+    check_options(target, quantize)  # before the spinner: a bad option is one line, at once
+    lengths = _ints(buckets, "buckets") if buckets is not None else None
     with err.status(f"exporting {model} to {target}/{quantize} and verifying"):
-        manifest = export_bundle(model, target, quantize, out_dir, data=root, overwrite=overwrite, buckets=lengths)
+        manifest = export(model, out_dir, target=target, quantize=quantize, buckets=lengths, data=data,
+                          overwrite=overwrite)
 
     def render(m: dict) -> None:
         by_file = m["sizes"].get("file_bytes_by_part")  # routed ONNX bundles: one file per part
@@ -79,6 +70,7 @@ def run_command(
     """Run a bundle on text with the device runtime (no torch): embeddings or labels."""
     import warnings
 
+    from edgelm.protocols import Classifier, Embedder
     from edgelm.runtime import Model
 
     items = list(texts or [])
@@ -92,11 +84,13 @@ def run_command(
     model = Model.load(bundle, backend=runtime, threads=threads, strict=strict, routing=routing)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        if model.task == "embedding":
+        if isinstance(model, Embedder):
             vectors = model.embed(items)
             result = {"task": "embedding", "texts": items, "embeddings": vectors.tolist()}
-        else:
+        elif isinstance(model, Classifier):
             result = {"task": "classification", "texts": items, "predictions": model.predict(items)}
+        else:
+            raise EdgelmError(f"{bundle} neither embeds nor classifies")
     for w in caught:
         err.print(f"warning: {w.message}")
 
@@ -130,15 +124,10 @@ def bench_command(
     json_out: Annotated[Optional[Path], typer.Option("--out", help="Also write the JSON to this file.")] = None,
 ) -> None:
     """Latency (p50/p90/p99), throughput, memory, size and load time; several targets interleaved."""
-    from edgelm.bench.harness import run_bench
+    from edgelm.api import bench
 
-    ints = _ints
-
-    lens = ints(seq_len, "seq-len")
-    if max(lens) > 512 or min(lens) < 3:
-        raise EdgelmError("--seq-len values must be between 3 and 512")
-    result = run_bench([*targets, *(compare or [])], runtime=runtime, seq_lens=lens, batches=ints(batch, "batch"),
-                       threads=threads, runs=runs, warmup=warmup, data=data, memory=memory)
+    result = bench(*targets, *(compare or []), runtime=runtime, seq_lens=_ints(seq_len, "seq-len"),
+                   batches=_ints(batch, "batch"), threads=threads, runs=runs, warmup=warmup, data=data, memory=memory)
 
     def render(r: dict) -> None:
         def mem(x: dict) -> str:
@@ -159,6 +148,6 @@ def bench_command(
                         ["target", "runtime", *(["experts"] if routed else []), "seq", "batch", "p50 ms", "p90 ms", "p99 ms", "per s", "vs first", "MB",
                          "peak MB", "load s", "Pi 4 est. ms"], rows))
         out.print(f"Pi 4 est.: an estimate from FLOPs and weight bytes ({r['estimate_profile']}; assumptions in "
-                  "--json under pi4_estimate), not a measurement. Measure on the device with bench/pi.sh.")
+                  "--json under pi4_estimate), not a measurement. Measure on the device with bench/device/pi.sh.")
 
     emit(result, as_json=as_json, json_out=json_out, render=render)

@@ -11,7 +11,8 @@ from edgelm.cli.output import emit, err, out, table
 from edgelm.errors import EdgelmError
 
 
-def _parse_corpora(items: list[str]) -> dict[str, list[Path]]:
+def parse_corpora(items: list[str]) -> dict[str, list[Path]]:
+    """--corpus LANG=PATH (repeatable) -> {LANG: [PATH, ...]}."""
     corpora: dict[str, list[Path]] = {}
     for item in items:
         if "=" not in item:
@@ -19,20 +20,6 @@ def _parse_corpora(items: list[str]) -> dict[str, list[Path]]:
         lang, path = item.split("=", 1)
         corpora.setdefault(lang.strip(), []).append(Path(path))
     return corpora
-
-
-def corpus_data(data: Path | None, corpus: list[str]) -> tuple[Path | None, list[str]]:
-    """(data folder or None, its SIB-200 languages): without a data folder only --corpus text trains."""
-    from edgelm.data.locate import data_root
-    from edgelm.data.sib200 import sib200_languages
-
-    try:
-        root = data_root(data)
-    except EdgelmError:
-        if data is not None or not corpus:
-            raise
-        root = None
-    return root, (sib200_languages(root) if root else [])
 
 
 def distill_command(
@@ -70,35 +57,23 @@ def distill_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
 ) -> None:
     """Distil a bilingual student from a multilingual teacher (BiStil: trim, drop layers, distil)."""
-    from edgelm.data.languages import normalize_language
-    from edgelm.distill.config import DistillConfig
+    from edgelm.api import distill
 
-    root, have = corpus_data(data, corpus)
-    src = normalize_language(source, have)
-    tgt = ",".join(normalize_language(t.strip(), have) if t.strip() else "" for t in target.split(","))
-    corpora = {normalize_language(k, have): v for k, v in _parse_corpora(corpus).items()}
-    cfg = DistillConfig(teacher=teacher, source=src, target=tgt, phase=phase, layers=layers,
-                        layer_reduction=layer_reduction,
-                        layer_selection=layer_selection, steps=steps, batch_size=batch_size, lr=lr,
-                        vocab_threshold=vocab_threshold, alpha_hidden=alpha_hidden, alpha_attn=alpha_attn,
-                        alpha_embed=alpha_embed, alpha_parallel=alpha_parallel, alpha_contrastive=alpha_contrastive, density=density, full_epochs=full_epochs,
-                        sparse_epochs=sparse_epochs, alpha_gold=alpha_gold, task_teacher=task_teacher,
-                        teacher_epochs=teacher_epochs, task_batch_size=batch_size,
-                        checkpoint_every=checkpoint_every, seed=seed)
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    from edgelm.distill.run import distill
-
-    summary = distill(cfg, out_dir, data_root=root, corpora_paths=corpora, resume=resume, overwrite=overwrite,
-                      use_bundled=not no_bundled)
+    summary = distill(target, out=out_dir, teacher=teacher, source=source, phase=phase, corpus=parse_corpora(corpus),
+                      data=data, use_bundled=not no_bundled, resume=resume, overwrite=overwrite, threads=threads,
+                      layers=layers, layer_reduction=layer_reduction, layer_selection=layer_selection, steps=steps,
+                      batch_size=batch_size, lr=lr, vocab_threshold=vocab_threshold, alpha_hidden=alpha_hidden,
+                      alpha_attn=alpha_attn, alpha_embed=alpha_embed, alpha_parallel=alpha_parallel,
+                      alpha_contrastive=alpha_contrastive, density=density, full_epochs=full_epochs,
+                      sparse_epochs=sparse_epochs, alpha_gold=alpha_gold, task_teacher=task_teacher,
+                      teacher_epochs=teacher_epochs, checkpoint_every=checkpoint_every, seed=seed)
+    languages = [summary["config"]["source"], *summary["config"]["target"].split(",")]
 
     def render(s: dict) -> None:
         v, p = s["vocabulary"], s["parameters"]
         rows = [["vocabulary", v["vocab_before"], v["vocab_after"]],
                 ["parameters", p["teacher"], p["student"]]]
-        out.print(table(f"{' + '.join(cfg.languages)} student in {out_dir}", ["", "teacher", "student"], rows))
+        out.print(table(f"{' + '.join(languages)} student in {out_dir}", ["", "teacher", "student"], rows))
         for lang, c in s["corpora"].items():
             if isinstance(c, dict) and "sentences" in c:
                 err.print(f"{lang}: {c['sentences']} training sentences from {', '.join(c['sources'])}; "

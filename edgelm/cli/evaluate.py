@@ -58,22 +58,8 @@ def eval_command(
     json_out: Annotated[Optional[Path], typer.Option("--out", help="Also write the JSON report to this file.")] = None,
 ) -> None:
     """Score a model per language: SIB-200 zero-shot topic transfer and Tatoeba bitext retrieval."""
-    from edgelm.errors import EdgelmError
-    from edgelm.evaluate import evaluate_model
+    from edgelm.api import evaluate
 
-    langs = [x for x in languages.split(",") if x.strip()] if languages else None
-    if domains is not None:
-        from edgelm.evaluate.domains import domain_matrix
-
-        tasks = list(dict.fromkeys(task or ["sib200"]))
-        if len(tasks) != 1:
-            raise EdgelmError("--domains builds one matrix per task: give a single --task")
-        matrix = domain_matrix(models, domains, task=tasks[0], languages=langs, source=source, data=data,
-                               threads=threads)
-        emit(matrix, as_json=as_json, json_out=json_out, render=_render_matrix)
-        return
-    if len(models) != 1:
-        raise EdgelmError("several models are compared with --domains languages|topics; otherwise give one model")
-    report = evaluate_model(models[0], tasks=list(dict.fromkeys(task or ["sib200", "tatoeba"])), languages=langs,
-                            source=source, data=data, prefix=prefix, threads=threads, seed=seed, probe=probe)
-    emit(report, as_json=as_json, json_out=json_out, render=_render)
+    result = evaluate(models, tasks=task, languages=languages, domains=domains, source=source, data=data, prefix=prefix,
+                      threads=threads, seed=seed, probe=probe)
+    emit(result, as_json=as_json, json_out=json_out, render=_render_matrix if domains is not None else _render)

@@ -41,22 +41,12 @@ def metrics_command(
     json_out: Annotated[Optional[Path], typer.Option("--out", help="Also write the JSON report here.")] = None,
 ) -> None:
     """The cost of specialising: DSI, GG, forgetting reduction, CDTR and ρ (edgelm's definitions of GEM's metrics)."""
-    from edgelm.metrics import load_matrix, tradeoff_report
+    from edgelm.api import metrics
 
-    m = load_matrix(matrix)
-    if base is not None:
-        m.base = base
-    for model, domain in _pairs(target or [], "--target", "="):
-        m.targets[model] = domain
-    for model, value in _pairs(intensity or [], "--intensity", "="):
-        try:
-            m.intensity[model] = float(value)
-        except ValueError:
-            raise EdgelmError(f"--intensity {model}={value}: not a number") from None
-    m.validate()  # names given on the command line must be rows and columns of the matrix
-    report = tradeoff_report(m, compare=_pairs(compare or [], "--compare", ":"),
-                             general=[d.strip() for d in general.split(",") if d.strip()] if general else None,
-                             dsi_form=dsi_form, gg_form=gg_form, cdtr_form=cdtr_form, eps=epsilon)
+    report = metrics(matrix, base=base, targets=dict(_pairs(target or [], "--target", "=")),
+                     intensity=dict(_pairs(intensity or [], "--intensity", "=")),
+                     compare=_pairs(compare or [], "--compare", ":"), general=general, dsi=dsi_form, gg=gg_form,
+                     cdtr=cdtr_form, epsilon=epsilon)
 
     def render(r: dict) -> None:
         f = r["forms"]

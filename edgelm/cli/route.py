@@ -42,43 +42,14 @@ def train_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print routed.json.")] = False,
 ) -> None:
     """Split a multi-target student into body + experts, distil each expert on its domain, train the router."""
-    from edgelm.cli.distill import _parse_corpora, corpus_data
-    from edgelm.data.languages import normalize_language
-    from edgelm.errors import EdgelmError
-    from edgelm.route.train import RouteConfig, open_student, train_routed
+    from edgelm.api import route
+    from edgelm.cli.distill import parse_corpora
 
-    root, have = corpus_data(data, corpus)
-    grouping = "topics" if domains.strip().split(":")[0] == "topics" else "languages"
-    if grouping == "topics":
-        from edgelm.data.sib200 import sib200_labels
-
-        if root is None:
-            raise EdgelmError("topic domains need the SIB-200 data: pass --data")
-        chosen = domains.strip()[len("topics"):].lstrip(":")
-        names = tuple(t.strip() for t in chosen.split(",") if t.strip()) if chosen else tuple(sib200_labels(root))
-        if corpus:
-            raise EdgelmError("topic domains train on SIB-200's labelled text; --corpus is for language domains")
-    else:
-        names = tuple(normalize_language(d.strip(), have) for d in domains.split(",") if d.strip())
-    if general is None:
-        general = grouping == "languages" or always_general
-    cfg = RouteConfig(domains=names, source=normalize_language(source, have), grouping=grouping,
-                      expert_layers=expert_layers, general=general, always_general=always_general,
-                      general_languages=tuple(normalize_language(g.strip(), have) for g in general_languages.split(",") if g.strip()),
-                      steps=steps, router_steps=router_steps,
-                      balance=balance, tau=tau, k_max=k_max, lr=lr, batch_size=batch_size, seed=seed)
-    cfg.check()
-    open_student(student)
-    corpora = {normalize_language(k, have): v for k, v in _parse_corpora(corpus).items()}
-    unknown = [k for k in corpora if k not in names and k != cfg.source and k not in cfg.general_languages]
-    if unknown:
-        raise EdgelmError(f"--corpus names {unknown[0]}, which is neither a domain nor the source")
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    meta = train_routed(cfg, student, out_dir, data_root=root, corpora_paths=corpora, overwrite=overwrite,
-                        use_bundled=not no_bundled)
+    meta = route(student, domains, out=out_dir, source=source, general=general, general_languages=general_languages,
+                 corpus=parse_corpora(corpus), data=data, use_bundled=not no_bundled, overwrite=overwrite,
+                 threads=threads, expert_layers=expert_layers, always_general=always_general, steps=steps,
+                 router_steps=router_steps, balance=balance, tau=tau, k_max=k_max, lr=lr, batch_size=batch_size,
+                 seed=seed)
 
     def render(m: dict) -> None:
         r = m["training"]["router"]
@@ -102,39 +73,9 @@ def show_command(
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
 ) -> None:
     """Which experts each sentence runs, with the router's weights."""
-    import numpy as np
+    from edgelm.api import show_routes
 
-    from edgelm.errors import EdgelmError
-    from edgelm.route.model import is_routed
-
-    if not texts or any(not t.strip() for t in texts):
-        raise EdgelmError("give at least one non-blank sentence")
-    if is_routed(model):
-        from edgelm.route.model import RoutedModel
-
-        routed = RoutedModel.load(model)
-        names = routed.names
-        pick = routed.route_texts(list(texts), tau=tau, k_max=k_max)
-        weights, chosen = pick["weights"].numpy(), pick["chosen"].numpy()
-    else:
-        from edgelm.runtime import Model
-
-        m = Model.load(model)
-        if "routed" not in m.bundle.config:
-            raise EdgelmError(f"{model} is not a routed bundle")
-        backend = m.backend
-        if tau is not None or k_max is not None:
-            from edgelm.kernels.routing import check_options
-
-            backend.tau = backend.tau if tau is None else tau
-            backend.k_max = backend.k_max if k_max is None else k_max
-            check_options(len(backend.names), backend.tau, backend.k_max, backend.general)
-        ids, mask = m.encode(list(texts))
-        pick = backend.choose(np.asarray(backend.body(ids, mask), dtype=np.float32), mask)
-        names, weights, chosen = backend.names, pick["weights"], pick["chosen"]
-    result = {"experts": names, "routes": [
-        {"text": t, "chosen": [names[e] for e in np.flatnonzero(c)], "weights": dict(zip(names, map(float, w)))}
-        for t, c, w in zip(texts, chosen, weights)], "mean_experts": float(np.asarray(chosen).sum(1).mean())}
+    result = show_routes(model, texts, tau=tau, k_max=k_max)
 
     def render(r: dict) -> None:
         rows = [[x["text"][:60], ", ".join(x["chosen"]), *(x["weights"][n] for n in r["experts"])] for x in r["routes"]]

@@ -1,6 +1,9 @@
 """edgelm.runtime: run exported bundles on a device. numpy, tokenizers and a runtime; never torch."""
 
+from edgelm.runtime.backends import BACKENDS, RUNS, OnnxBackend, TfliteBackend, TfliteSignatures
 from edgelm.runtime.bundle import BUNDLE_FORMAT, Bundle
-from edgelm.runtime.model import Model, ParityError
+from edgelm.runtime.model import ClassifierModel, EmbeddingModel, Model
+from edgelm.runtime.parity import ParityError
 
-__all__ = ["BUNDLE_FORMAT", "Bundle", "Model", "ParityError"]
+__all__ = ["BACKENDS", "BUNDLE_FORMAT", "RUNS", "Bundle", "ClassifierModel", "EmbeddingModel", "Model", "OnnxBackend",
+           "ParityError", "TfliteBackend", "TfliteSignatures"]

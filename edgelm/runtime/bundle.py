@@ -1,22 +1,41 @@
 """Edge bundles on the device side: read the manifest, check every file's sha256. No torch here.
 
 A bundle is a folder: the model file(s), `tokenizer.json`, `config.json` (task, labels, pooling,
-prefix, buckets, languages) and `manifest.json` (sha256 of every file, the edgelm version and
-bundle format, the export options, and a parity record: real inputs with the source model's
-outputs). The device trusts nothing it has not hashed.
+prefix, buckets, languages) and `manifest.json` (what it is — `"kind": "bundle"` and the bundle
+format —, the sha256 of every file, the edgelm version, the export options, and a parity record:
+real inputs with the source model's outputs). `write_manifest` (the exporter's last step) and
+`Bundle.open` (the device's first) are the two sides of that format. The device trusts nothing it has
+not hashed.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgelm.errors import EdgelmError
 from edgelm.hashing import sha256_file
+from edgelm.version import __version__
 
 BUNDLE_FORMAT = 1  # bump on incompatible changes; a device refuses bundles newer than it knows
+MANIFEST = "manifest.json"
 
+
+def is_bundle(path: str | Path) -> bool:
+    return (Path(str(path)) / MANIFEST).is_file()
+
+
+def write_manifest(folder: Path, *, export: dict, sizes: dict, parity: dict) -> dict:
+    """Hash every file in `folder` and write its manifest.json; return the manifest."""
+    files = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in sorted(folder.iterdir())
+             if p.name != MANIFEST}
+    manifest = {"kind": "bundle", "bundle_format": BUNDLE_FORMAT, "edgelm_version": __version__,
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "export": export, "files": files, "sizes": sizes, "parity": parity}
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False), encoding="utf-8")
+    return manifest
 
 
 @dataclass
@@ -31,7 +50,7 @@ class Bundle:
     def open(cls, path: str | Path, *, verify: bool = True) -> Bundle:
         """Read `path`; with `verify`, refuse missing, extra-sized or tampered files."""
         path = Path(path)
-        manifest_file = path / "manifest.json"
+        manifest_file = path / MANIFEST
         if not manifest_file.is_file():
             raise EdgelmError(f"{path} is not an edgelm bundle (no manifest.json)")
         try:

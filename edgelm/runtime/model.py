@@ -2,9 +2,11 @@
 
     from edgelm.runtime import Model
     m = Model.load("bundle/")          # verifies sha256s, then replays the parity record
-    m.embed(["Habari ya asubuhi"])     # sentence-embedding bundles
-    m.predict(["..."])                 # classifier bundles: label + probabilities
+    m.embed(["Habari ya asubuhi"])     # sentence-embedding bundles (an EmbeddingModel)
+    m.predict(["..."])                 # classifier bundles (a ClassifierModel): label + probabilities
 
+`Model.load` returns the class of the bundle's task, so what a bundle can do is its type: an
+embedding bundle has `embed`, a classifier bundle `predict` (the `edgelm.protocols` contract).
 On load every backend replays the bundle's parity record (real inputs with the source model's
 outputs) and refuses to run when it disagrees: this is what catches a runtime that silently
 returns zeros (tflite-runtime 2.14 on current int8 models).
@@ -12,130 +14,16 @@ returns zeros (tflite-runtime 2.14 on current int8 models).
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from edgelm.errors import EdgelmError
-from edgelm.quiet import quiet_native_output
+from edgelm.runtime.backends import BACKENDS, RUNS, OnnxBackend, TfliteBackend
 from edgelm.runtime.bundle import Bundle
-
-BACKENDS = ("onnxruntime", "litert", "tflite-runtime")
-# Which backends run which bundle target; the first is the default.
-RUNS = {"onnx": ("onnxruntime",), "tflite": ("litert", "tflite-runtime")}
-
-
-class ParityError(EdgelmError):
-    """The runtime's outputs disagree with the source model's beyond the bundle's tolerance."""
-
-
-class _OnnxBackend:
-    name = "onnxruntime"
-
-    def __init__(self, model_file: Path, threads: int | None):
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise EdgelmError("the onnxruntime backend is not installed: pip install 'edgelm[device]'") from None
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(str(model_file), opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own types for corrupt files
-            raise EdgelmError(f"onnxruntime cannot load {model_file.name}: {str(exc).splitlines()[0][:200]}") from None
-        self.version = ort.__version__
-        self.input_names = [i.name for i in self.session.get_inputs()]
-
-    def __call__(self, *arrays: np.ndarray) -> np.ndarray:
-        """The graph's first output for its inputs in order (ids + mask, or hidden states + mask)."""
-        return self.session.run(None, dict(zip(self.input_names, arrays)))[0]
-
-
-def _interpreter_module(name: str):
-    module, extra = {"litert": ("ai_edge_litert.interpreter", "'edgelm[device]'"),
-                     "tflite-runtime": ("tflite_runtime.interpreter", "tflite-runtime 'numpy<2'")}[name]
-    try:
-        import importlib
-
-        return importlib.import_module(module)
-    except ImportError:
-        raise EdgelmError(f"the {name} backend is not installed: pip install {extra}") from None
-    except Exception as exc:  # tflite-runtime 2.14 under numpy 2: AttributeError _ARRAY_API
-        raise EdgelmError(f"the {name} backend does not load here ({str(exc).splitlines()[0][:120]}); "
-                          "tflite-runtime needs numpy<2") from None
-
-
-class _TfliteSignatures:
-    """LiteRT (ai-edge-litert) or the legacy tflite-runtime over a file of fixed-length signatures.
-
-    `signatures[part][bucket]` names the signature of one part (the whole model, or a routed bundle's
-    body and experts) at one length. Signatures take one row; a batch runs row by row.
-    """
-
-    def __init__(self, model_file: Path, threads: int | None, signatures: dict[str, dict], inputs: list[str],
-                 name: str = "litert"):
-        interpreter = _interpreter_module(name)
-        self.name, self.inputs = name, inputs
-        try:
-            # The interpreter logs its delegate to fd 2 on the first call of each signature: make those here.
-            with quiet_native_output():
-                self.interpreter = interpreter.Interpreter(str(model_file), num_threads=threads or None)
-                self.runners = {part: {int(b): self.interpreter.get_signature_runner(s) for b, s in sigs.items()}
-                                for part, sigs in signatures.items()}
-                for part, runners in self.runners.items():
-                    for bucket, runner in runners.items():
-                        details = runner.get_input_details()
-                        runner(**{n: np.zeros(details[n]["shape"], details[n]["dtype"]) for n in self.inputs})
-        except EdgelmError:
-            raise
-        except Exception as exc:
-            raise EdgelmError(f"{name} cannot load {model_file.name}: {str(exc).splitlines()[0][:200]}") from None
-        self.version = getattr(interpreter, "__version__", None) or _dist_version(interpreter.__name__.split(".")[0])
-
-    def runner(self, part: str):
-        """A callable (arrays in the signature's order, batch first) -> the part's output."""
-        runners = self.runners[part]
-
-        def run(*arrays: np.ndarray) -> np.ndarray:
-            runner = runners.get(arrays[0].shape[1])
-            if runner is None:
-                raise EdgelmError(f"no signature for length {arrays[0].shape[1]}; buckets are {sorted(runners)}")
-            rows = []
-            for i in range(arrays[0].shape[0]):
-                feeds = {n: (a[i : i + 1].astype(np.float32) if a.dtype.kind == "f" else a[i : i + 1].astype(np.int32))
-                         for n, a in zip(self.inputs, arrays)}
-                rows.append(next(iter(runner(**feeds).values())))
-            return np.concatenate(rows, axis=0)
-
-        return run
-
-
-class _TfliteBackend:
-    """A plain (unrouted) TFLite bundle: one signature per bucket."""
-
-    def __init__(self, model_file: Path, threads: int | None, config: dict, name: str = "litert"):
-        inputs = [config["signature_inputs"]["input_ids"], config["signature_inputs"]["attention_mask"]]
-        self._sigs = _TfliteSignatures(model_file, threads, {"model": config["signatures"]}, inputs, name)
-        self.name, self.version = name, self._sigs.version
-        self.buckets = sorted(self._sigs.runners["model"])
-        self._run = self._sigs.runner("model")
-
-    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return self._run(ids, mask)
-
-
-def _dist_version(module: str) -> str | None:
-    import importlib.metadata
-
-    name = {"ai_edge_litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime"}.get(module, module)
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
+from edgelm.runtime.parity import ParityError, compare_outputs, parity_failures, routing_agreement
 
 
 def make_backend(name: str, bundle: Bundle, threads: int | None, routing: str | None = None):
@@ -156,8 +44,8 @@ def make_backend(name: str, bundle: Bundle, threads: int | None, routing: str | 
         raise EdgelmError(f"{bundle.path} is not a routed bundle; --routing applies to routed bundles only")
     model_file = bundle.path / bundle.config["model_file"]
     if target == "onnx":
-        return _OnnxBackend(model_file, threads)
-    return _TfliteBackend(model_file, threads, bundle.config, name)
+        return OnnxBackend(model_file, threads)
+    return TfliteBackend(model_file, threads, bundle.config, name)
 
 
 def pad_to_bucket(ids: np.ndarray, mask: np.ndarray, buckets: list[int] | None,
@@ -170,72 +58,51 @@ def pad_to_bucket(ids: np.ndarray, mask: np.ndarray, buckets: list[int] | None,
     return np.pad(ids, grow, constant_values=pad_id), np.pad(mask, grow, constant_values=0)
 
 
-def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a / np.linalg.norm(a, axis=1, keepdims=True).clip(1e-12)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True).clip(1e-12)
-    return (a * b).sum(1)
-
-
-def compare_outputs(task: str, got: np.ndarray, want: np.ndarray) -> dict:
-    """How far runtime outputs are from the reference: cosine for embeddings, labels + logits otherwise."""
-    got, want = np.asarray(got, dtype=np.float32), np.asarray(want, dtype=np.float32)
-    if got.shape != want.shape:
-        return {"shape_ok": False, "got_shape": list(got.shape), "want_shape": list(want.shape)}
-    report = {"shape_ok": True, "min_cosine": float(cosine_rows(got, want).min())}
-    if task == "classification":
-        report["label_agreement"] = float(np.mean(got.argmax(1) == want.argmax(1)))
-        report["max_logit_diff"] = float(np.abs(got - want).max())
-    return report
-
-
-def routing_agreement(got, want) -> float:
-    """Share of inputs whose set of chosen experts is identical."""
-    got, want = np.asarray(got, dtype=bool), np.asarray(want, dtype=bool)
-    return float((got == want).all(1).mean()) if got.shape == want.shape else 0.0
-
-
-def parity_failures(report: dict, thresholds: dict) -> list[str]:
-    """The thresholds a comparison misses, each with by how much."""
-    if not report.get("shape_ok"):
-        return [f"output shape {report['got_shape']} != {report['want_shape']}"]
-    misses = []
-    if report["min_cosine"] < thresholds["min_cosine"]:
-        misses.append(f"min cosine {report['min_cosine']:.5f} < {thresholds['min_cosine']} "
-                      f"(short by {thresholds['min_cosine'] - report['min_cosine']:.5f})")
-    if "routing_agreement" in report and report["routing_agreement"] < thresholds.get("routing_agreement", 0):
-        misses.append(f"the router chose other experts for {1 - report['routing_agreement']:.0%} of the inputs "
-                      f"(allowed: {1 - thresholds['routing_agreement']:.0%})")
-    if "label_agreement" in report and report["label_agreement"] < thresholds.get("label_agreement", 0):
-        misses.append(f"label agreement {report['label_agreement']:.3f} < {thresholds['label_agreement']}")
-    return misses
+def predictions(logits: np.ndarray, labels: list[str]) -> list[dict]:
+    """Per row of class logits: the label, its probability and every class's probability."""
+    z = np.exp(logits - logits.max(1, keepdims=True))
+    probs = z / z.sum(1, keepdims=True)
+    return [{"label": labels[int(p.argmax())], "score": float(p.max()),
+             "probabilities": dict(zip(labels, map(float, p)))} for p in probs]
 
 
 class Model:
-    """A loaded bundle, ready to embed or classify text."""
+    """A loaded, verified bundle: tokenizes as exported and runs its graph on the device runtime."""
+
+    task = ""
 
     def __init__(self, bundle: Bundle, backend, tokenizer, *, strict: bool = False):
         self.bundle, self.backend, self.tokenizer, self.strict = bundle, backend, tokenizer, strict
         cfg = bundle.config
-        self.task, self.prefix = cfg["task"], cfg.get("prefix", "")
+        self.prefix = cfg.get("prefix", "")
         self.buckets = sorted(cfg.get("buckets") or [])
         self.max_length = self.buckets[-1] if self.buckets else cfg["max_length"]
-        self.labels = cfg.get("labels")
+        self.truncated = 0  # texts cut to the largest bucket since load, as the device cuts them
+
+    @property
+    def path(self) -> Path:
+        return self.bundle.path
 
     @classmethod
     def load(cls, path: str | Path, *, backend: str | None = None, threads: int | None = None,
              strict: bool = False, check_parity: bool = True, routing: str | None = None) -> Model:
         """Open, verify (sha256) and parity-check a bundle (a routed one: with its learned routing,
-        then switched to `routing` when given)."""
+        then switched to `routing` when given). Returns an `EmbeddingModel` or a `ClassifierModel`."""
         from tokenizers import Tokenizer
 
         bundle = Bundle.open(path)
         if bundle.target not in RUNS:
             raise EdgelmError(f"{bundle.path} is a {bundle.target!r} bundle, which this edgelm cannot run")
+        kind = _BY_TASK.get(bundle.config.get("task"))
+        if kind is None:
+            raise EdgelmError(f"{bundle.path} is a {bundle.config.get('task')!r} bundle, which this edgelm cannot run")
+        if cls is not Model and not issubclass(kind, cls):
+            raise EdgelmError(f"{bundle.path} is a {bundle.config['task']} bundle, not a {cls.task} one")
         runner = make_backend(backend or RUNS[bundle.target][0], bundle, threads, routing)
         tokenizer = Tokenizer.from_file(str(bundle.path / "tokenizer.json"))
         tokenizer.no_padding()  # padding and truncation are ours: per bucket, with a warning
         tokenizer.no_truncation()
-        model = cls(bundle, runner, tokenizer, strict=strict)
+        model = kind(bundle, runner, tokenizer, strict=strict)
         if check_parity:
             model.check_parity()
         return model
@@ -246,6 +113,7 @@ class Model:
         forced = getattr(self.backend, "routing", None)  # routed bundles: the record holds learned routing
         if forced:
             self.backend.routing = "learned"
+        truncated = self.truncated
         try:
             got = self._run(record["texts"], strict=False)
             report = compare_outputs(self.task, got, np.array(record["outputs"]))
@@ -259,6 +127,7 @@ class Model:
                 report.setdefault("expert_min_cosine", {})[name] = alone.get("min_cosine")
                 misses += [f"expert {name}: {m}" for m in parity_failures(alone, record["thresholds"])]
         finally:
+            self.truncated = truncated
             if forced:
                 self.backend.routing = forced
                 self.backend.reset_counts()
@@ -267,8 +136,10 @@ class Model:
                               + "; ".join(misses) + ". Refusing to run it.")
         return report
 
-    def encode(self, texts: list[str], *, strict: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Token ids and mask (int64), padded to the longest text or to its bucket."""
+    def tokenize(self, texts: list[str], *, strict: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids and mask (int64) as the bundle's graph takes them: padded to the longest text, or to its
+        bucket; a text longer than the bundle takes is truncated (counted in `truncated`, with a warning)
+        or, `strict`, refused."""
         strict = self.strict if strict is None else strict
         if not texts:
             raise EdgelmError("no text given")
@@ -283,6 +154,7 @@ class Model:
             if strict:
                 raise EdgelmError(f"text {too_long[0] + 1} has {len(encs[too_long[0]].ids)} tokens, more than the "
                                   f"largest bucket ({self.max_length}); shorten it or drop --strict to truncate")
+            self.truncated += len(too_long)
             warnings.warn(f"{len(too_long)} text(s) longer than {self.max_length} tokens were truncated", stacklevel=2)
         rows = [e.ids if len(e.ids) <= self.max_length else e.ids[: self.max_length - 1] + e.ids[-1:] for e in encs]
         width = max(len(r) for r in rows)
@@ -301,22 +173,78 @@ class Model:
         return pad_to_bucket(ids, mask, self.buckets, self.bundle.config.get("pad_id", 1))
 
     def _run(self, texts: list[str], strict: bool | None = None) -> np.ndarray:
-        ids, mask = self.encode(texts, strict=strict)
+        ids, mask = self.tokenize(texts, strict=strict)
         return np.asarray(self.backend(ids, mask))
 
-    def embed(self, texts: list[str]) -> np.ndarray:
-        """Sentence embeddings (as the source model's recipe makes them)."""
-        if self.task != "embedding":
-            raise EdgelmError(f"this bundle is a {self.task} model; use predict()")
+    def describe(self) -> dict:
+        """What an evaluation report says about the bundle: source, shape, quantization, runtime, truncation."""
+        cfg, export = self.bundle.config, self.bundle.manifest.get("export", {})
+        arch = cfg.get("architecture") or {}
+        out = {"path": str(self.path), "kind": "bundle", "parameters": None, "layers": arch.get("layers"),
+               "vocab_size": arch.get("vocab"), "source": export.get("source"),
+               "recipe": {"pooling": cfg.get("pooling", "mean"), "normalize": bool(cfg.get("normalize", True)),
+                          "prefix": self.prefix},
+               "bundle": {k: export.get(k) for k in ("target", "quantize", "runtime")} | {"backend": self.backend.name}}
+        if self.truncated:
+            out["truncated_texts"] = self.truncated
+        if "routed" in cfg:
+            out["routing"] = {"routing": self.backend.routing, "experts": self.backend.names,
+                              "mean_experts": self.backend.mean_experts,
+                              "sentences_per_expert": dict(zip(self.backend.names, self.backend.experts_run.tolist()))}
+        return out
+
+
+class EmbeddingModel(Model):
+    """A sentence-embedding bundle."""
+
+    task = "embedding"
+
+    def embed(self, texts: list[str], *, batch_size: int = 32, progress: str | None = None,
+              language: str | None = None, topic: str | None = None) -> np.ndarray:
+        """Sentence embeddings (as the source model's recipe makes them), rows in the input's order,
+        computed in length-sorted batches. `language` and `topic` are accepted for the `Embedder`
+        contract; a bundle routes as it was exported."""
+        texts = list(texts)
+        if not texts:
+            raise EdgelmError("no text given")
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out: np.ndarray | None = None
+        bar = contextlib.nullcontext(lambda n: None)
+        if progress:  # an evaluation: a progress bar (rich, imported only then), truncation counted, not warned
+            from edgelm.progress import progress_bar
+
+            bar = progress_bar(progress, len(texts), "sent")
+        with warnings.catch_warnings(), bar as advance:
+            if progress:
+                warnings.filterwarnings("ignore", message=".*were truncated")
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                vecs = self._run([texts[i] for i in idx])
+                if out is None:
+                    out = np.zeros((len(texts), vecs.shape[1]), dtype=np.float32)
+                out[idx] = vecs
+                advance(len(idx))
+        return out
+
+
+class ClassifierModel(Model):
+    """A sentence-classification bundle."""
+
+    task = "classification"
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.bundle.config.get("labels") or [])
+
+    def logits(self, texts: list[str]) -> np.ndarray:
         return self._run(list(texts))
 
     def predict(self, texts: list[str]) -> list[dict]:
-        """Label and class probabilities per text."""
-        if self.task != "classification":
-            raise EdgelmError("this bundle is a sentence-embedding model; use embed()")
-        logits = self._run(list(texts))
-        z = np.exp(logits - logits.max(1, keepdims=True))
-        probs = z / z.sum(1, keepdims=True)
-        return [{"label": self.labels[int(p.argmax())], "score": float(p.max()),
-                 "probabilities": dict(zip(self.labels, map(float, p)))} for p in probs]
+        """Label, its probability and every class's probability per text."""
+        return predictions(self.logits(texts), self.labels)
 
+    def describe(self) -> dict:
+        return super().describe() | {"labels": self.labels}
+
+
+_BY_TASK = {"embedding": EmbeddingModel, "classification": ClassifierModel}

