@@ -142,7 +142,7 @@ class _Runner:
 
             from edgelm.checkpoint import architecture
             from edgelm.encoder import Encoder
-            from edgelm.routing.model import is_routed
+            from edgelm.routing.format import is_routed
             from edgelm.teacher.registry import resolve_model
 
             if is_routed(target):

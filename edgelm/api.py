@@ -77,7 +77,7 @@ def _set_threads(threads: int | None) -> None:
 
 
 def distill(target: str | Sequence[str] = "swh_Latn", *, out: PathLike, source: str = "eng_Latn",
-            teacher: str = "e5-small", phase: str = "both",
+            teacher: str = "e5-small", phase: str = "both", task: PathLike = "sib200",
             corpus: Mapping[str, PathLike | Sequence[PathLike]] | None = None, data: PathLike | None = None,
             use_bundled: bool = True, resume: bool = False, overwrite: bool = False, threads: int | None = None,
             **settings) -> dict:
@@ -85,7 +85,8 @@ def distill(target: str | Sequence[str] = "swh_Latn", *, out: PathLike, source: 
     into the run folder `out`; return the run summary (run.json).
 
     `target`: one language, or several (a list or 'a,b') for one shared multi-target student (a routing
-    body). `corpus`: extra unlabelled text per language, a .txt/.txt.gz file or folder (or a list).
+    body). `task`: phase 2's task, `sib200` or the user's own (a folder or file `data.tasks.load_task` reads:
+    sentences to classify, or words to tag). `corpus`: extra unlabelled text per language, a .txt/.txt.gz file or folder (or a list).
     `settings`: any other `distillation.config.DistillConfig` field (layers, steps, batch_size, lr, …);
     `batch_size` sets the task phase's batch too unless `task_batch_size` is given.
     """
@@ -94,11 +95,16 @@ def distill(target: str | Sequence[str] = "swh_Latn", *, out: PathLike, source: 
     from edgelm.distillation.run import distill as run_distill
 
     root, have = _corpus_data(data, corpus or {})
+    if str(task) != "sib200" and Path(task).exists():  # the languages of the user's own task are known too
+        from edgelm.data.tasks import load_task
+
+        have = sorted(set(have) | set(load_task(task).languages) - {""})
     targets = _names(target) if not isinstance(target, str) else [t.strip() for t in target.split(",")]
     settings = dict(settings)
     if "batch_size" in settings:
         settings.setdefault("task_batch_size", settings["batch_size"])
     cfg = _config(DistillConfig, {"teacher": teacher, "source": normalize_language(source, have), "phase": phase,
+                                  "task": str(task),
                                   "target": ",".join(normalize_language(t, have) if t else "" for t in targets),
                                   **settings}, "distill")
     _set_threads(threads)
@@ -138,6 +144,10 @@ def route(student: PathLike, domains: str | Sequence[str], *, out: PathLike, sou
     from edgelm.routing.split import open_student
     from edgelm.routing.train import train_routed
 
+    fixed = sorted({"domains", "grouping"} & set(settings))
+    if fixed:
+        raise EdgelmError(f"route takes {fixed[0]!r} from `domains` ('swh_Latn,hin_Deva', 'topics' or 'topics:a,b'), "
+                          "not as a setting")
     root, have = _corpus_data(data, corpus or {})
     grouping, names = _domains(domains, root, have)
     if grouping == "topics" and corpus:
@@ -164,7 +174,8 @@ def show_routes(model: PathLike, texts: Sequence[str], *, tau: float | None = No
     `tau` / `k_max` override the model's for this call only."""
     import numpy as np
 
-    from edgelm.routing.model import RoutedModel, is_routed
+    from edgelm.routing.format import is_routed
+    from edgelm.routing.model import RoutedModel
     from edgelm.runtime.routed import RoutedBackend
 
     texts = list(texts)

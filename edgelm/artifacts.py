@@ -5,7 +5,7 @@ Each kind is a folder that says what it is, in a file its writer puts there and 
 | kind | says so in | written by | read by |
 |---|---|---|---|
 | encoder / student | config.json `edgelm.artifact` | `encoder.save_encoder` | `encoder.Encoder.load` |
-| task_model | config.json `edgelm.artifact` | `task_model.save_task_model` | `task_model.TaskModel.load` |
+| task_model | config.json `edgelm.artifact` | `task_model.save_task_model` | `task_model.TaskModel.load` (sentences), `task_model.TaggerModel.load` (words) |
 | routed | routed.json `format` | `routing.model.save_routed` | `routing.model.RoutedModel.load` |
 | bundle | manifest.json `kind`, `bundle_format` | `runtime.bundle.write_manifest` (after `exporters`) | `runtime.bundle.Bundle.open` |
 
@@ -26,7 +26,7 @@ KINDS = ("encoder", "student", "task_model", "routed", "bundle")
 
 def split_routing(spec: str | os.PathLike[str]) -> tuple[str, str | None]:
     """`FOLDER@ROUTING` -> (FOLDER, ROUTING) when FOLDER is a routed model or bundle; else (spec, None)."""
-    from edgelm.routing.model import is_routed
+    from edgelm.routing.format import is_routed
     from edgelm.runtime.bundle import is_bundle
 
     text = str(spec)
@@ -43,7 +43,7 @@ def split_routing(spec: str | os.PathLike[str]) -> tuple[str, str | None]:
 def kind_of(path: str | os.PathLike[str]) -> str | None:
     """The kind of artefact folder `path` is, or None when it is none of edgelm's."""
     from edgelm.checkpoint import describe_checkpoint
-    from edgelm.routing.model import is_routed
+    from edgelm.routing.format import is_routed
     from edgelm.runtime.bundle import is_bundle
 
     path = Path(path)
@@ -79,17 +79,23 @@ def load(name_or_path: str | os.PathLike[str], *, routing: str | None = None, pr
     """Open any model edgelm knows: a bundled teacher name (`e5-small`), a hub id, or a folder of any kind.
 
     - a checkpoint (teacher, student): an `Encoder` (torch);
-    - a task model: a `TaskModel` (torch; classifies, and embeds with its body);
+    - a task model: a `TaskModel` (torch; classifies sentences, and embeds with its body) or a `TaggerModel`
+      (tags words);
     - a routed model, `FOLDER` or `FOLDER@ROUTING` (learned, oracle, dense or one expert): a `RoutedEncoder`;
     - a bundle, `BUNDLE` or `BUNDLE@ROUTING` for a routed one: its device runtime (`runtime.Model`, no torch),
       sha256- and parity-checked; `backend` and `threads` choose the runtime.
-    `prefix` overrides a checkpoint's text prefix (a bundle's is fixed at export).
+    `prefix` overrides a checkpoint's text prefix (a bundle's is fixed at export); `threads` is the runtime's
+    for a bundle, torch's otherwise.
     """
     spec, at = split_routing(name_or_path)
     if routing is not None and at is not None and routing != at:
         raise EdgelmError(f"{name_or_path} names routing {at!r} and the call asks for {routing!r}")
     routing = routing or at
-    kind = kind_of(spec) if Path(spec).exists() else None
+    if not Path(spec).exists():  # a bundled teacher name or a hub id: its checkpoint folder says what it is
+        from edgelm.teacher.registry import resolve_model
+
+        spec = str(resolve_model(spec))
+    kind = kind_of(spec)
     if kind == "bundle":
         from edgelm.runtime.model import Model
 
@@ -101,13 +107,23 @@ def load(name_or_path: str | os.PathLike[str], *, routing: str | None = None, pr
     if kind == "routed":
         from edgelm.routing.encoder import RoutedEncoder
 
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
         return RoutedEncoder.load(spec, routing or "learned", prefix=prefix, max_length=max_length)
     if routing is not None:
         raise EdgelmError(f"{spec} is not a routed model; a routing applies to routed models and bundles only")
-    if kind == "task_model":
-        from edgelm.task_model import TaskModel
+    if threads:
+        import torch
 
-        return TaskModel.load(spec, prefix=prefix, max_length=max_length)
+        torch.set_num_threads(threads)
+    if kind == "task_model":
+        from edgelm.checkpoint import task_head
+        from edgelm.task_model import TaggerModel, TaskModel
+
+        opener = TaggerModel if task_head(Path(spec)) == "token" else TaskModel
+        return opener.load(spec, prefix=prefix, max_length=max_length)
     from edgelm.encoder import Encoder
 
     return Encoder.load(spec, prefix=prefix, max_length=max_length)

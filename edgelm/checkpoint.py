@@ -41,7 +41,7 @@ class EmbeddingRecipe:
         meta = getattr(config, "edgelm", None) or {}
         prefixes = meta.get("prefixes", {})
         prefix = prefixes.get(meta.get("default_prefix", ""), "")
-        if not meta and "e5" in name.lower():
+        if "prefixes" not in meta and "e5" in name.lower():
             prefix = "query: "  # e5 models need it (model card), even when not converted by edgelm
         return cls(meta.get("pooling", "mean"), bool(meta.get("normalize", True)), prefix)
 
@@ -110,13 +110,29 @@ def describe_checkpoint(path: Path) -> dict:
     return {"kind": kind, "format": 0, "edgelm_version": None, "provenance": provenance}
 
 
-def head_labels(path: Path, config: dict | None = None) -> list[str] | None:
-    """The label names of a sequence-classifier checkpoint, or None for a plain encoder."""
+HEADS = {"ForSequenceClassification": "sequence", "ForTokenClassification": "token"}
+
+
+def task_head(path: Path, config: dict | None = None) -> str | None:
+    """"sequence" (a sentence classifier), "token" (a word tagger), or None for a plain encoder."""
     if config is None:
         if not (Path(path) / "config.json").is_file():
             return None
         config = read_config(path)
-    if not any(a.endswith("ForSequenceClassification") for a in config.get("architectures") or []):
+    for arch in config.get("architectures") or []:
+        for suffix, head in HEADS.items():
+            if arch.endswith(suffix):
+                return head
+    return None
+
+
+def head_labels(path: Path, config: dict | None = None) -> list[str] | None:
+    """The label names of a classifier or tagger checkpoint, or None for a plain encoder."""
+    if config is None:
+        if not (Path(path) / "config.json").is_file():
+            return None
+        config = read_config(path)
+    if task_head(path, config) is None:
         return None
     id2label = config.get("id2label") or {}
     return [id2label[str(i)] for i in range(len(id2label))]
@@ -161,10 +177,13 @@ def encode_texts(tokenizer, texts: list[str], prefix: str, max_length: int):
                      return_tensors="pt")
 
 
-def special_ids(tokenizer) -> tuple[list[int], list[int]]:
-    """The special tokens a tokenizer puts before and after a text (XLM-R: [<s>], [</s>]; BERT: [CLS], [SEP])."""
-    probe = tokenizer("a", add_special_tokens=True, return_special_tokens_mask=True)
-    ids, special = probe["input_ids"], probe["special_tokens_mask"]
-    first = special.index(0) if 0 in special else len(ids)
-    last = len(special) - special[::-1].index(0) if 0 in special else len(ids)
-    return ids[:first], ids[last:]
+def encode_words(tokenizer, sentences: list[list[str]], prefix: str, max_length: int):
+    """Token ids and mask (torch) for sentences given as words, with the recipe's prefix as leading words,
+    and for each sentence the position of each word's first sub-word (-1 where truncation cut it)."""
+    from edgelm.words import first_subwords
+
+    head = prefix.split()
+    batch = tokenizer([head + list(words) for words in sentences], is_split_into_words=True, padding=True,
+                      truncation=True, max_length=max_length, return_tensors="pt")
+    firsts = [first_subwords(batch.word_ids(i), len(head), len(words)) for i, words in enumerate(sentences)]
+    return batch, firsts

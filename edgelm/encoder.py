@@ -16,7 +16,8 @@ import numpy as np
 
 from edgelm.atomic import atomic_dir
 from edgelm.checkpoint import (EmbeddingRecipe, check_checkpoint, describe_checkpoint, encode_texts, load_model,
-                               load_tokenizer, stamp)
+                               load_tokenizer, stamp, task_head)
+from edgelm.errors import EdgelmError
 from edgelm.progress import progress_bar
 from edgelm.teacher.registry import resolve_model
 
@@ -28,6 +29,14 @@ class Encoder:
         self.model, self.tokenizer, self.recipe, self.path = model, tokenizer, recipe, path
         self.max_length = max_length
 
+    head: str | None = None  # the checkpoint head a subclass reads (checkpoint.task_head): none here
+    what = "an encoder checkpoint"
+
+    @classmethod
+    def model_class(cls):
+        """The transformers class the weights load into (None: AutoModel, the bare encoder)."""
+        return None
+
     @classmethod
     def load(cls, name_or_path: str | os.PathLike[str], *, prefix: str | None = None,
              max_length: int = 512) -> Encoder:
@@ -37,15 +46,17 @@ class Encoder:
         """
         path = resolve_model(name_or_path)
         check_checkpoint(path)
-        model = load_model(path)
-        tokenizer = load_tokenizer(path)
+        if cls.head is not None and task_head(path) != cls.head:
+            raise EdgelmError(f"{path} is not {cls.what} (no {cls.head}-classification head)")
+        model = load_model(path, cls.model_class())
         recipe = EmbeddingRecipe.from_config(model.config, str(name_or_path)).with_prefix(prefix)
         limit = min(max_length, getattr(model.config, "max_position_embeddings", max_length))
-        return cls(model, tokenizer, recipe, path, max_length=limit)
+        return cls(model, load_tokenizer(path), recipe, path, max_length=limit)
 
     @property
     def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.model.parameters())
+        """The encoder body's parameters (a classifier's pooler belongs to its head)."""
+        return sum(p.numel() for n, p in self.model.named_parameters() if not n.startswith("pooler."))
 
     def describe(self) -> dict:
         """What an evaluation report says about the model."""

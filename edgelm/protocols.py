@@ -46,3 +46,6 @@ class Tagger(Described, Protocol):
 
     def tag(self, texts: list[str]) -> list[list[dict]]:
         """Per text, per word: {"word", "tag", "score", "start", "end"} (character offsets)."""
+
+    def tag_words(self, sentences: list[list[str]]) -> list[list[dict]]:
+        """The same for sentences already split into words (CoNLL data): one result per given word."""

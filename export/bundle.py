@@ -18,7 +18,7 @@ from edgelm.atomic import atomic_dir
 from edgelm.errors import EdgelmError
 from edgelm.runtime.backends import RUNS
 from edgelm.runtime.model import pad_to_bucket
-from edgelm.runtime.parity import compare_outputs, parity_failures, routing_agreement
+from edgelm.runtime.parity import compare_outputs, parity_failures, routing_agreement, token_rows
 
 RUNS_FIRST = {target: backends[0] for target, backends in RUNS.items()}
 TARGETS = {"onnx": ("none", "int8", "int8-static"), "tflite": ("none", "fp16", "int8")}
@@ -72,16 +72,23 @@ def parity_texts(data: Path | None, languages: list[str]) -> list[str]:
 
 def _load_graph(path: Path):
     """The torch graph to export and what the bundle config needs to know about it."""
-    from edgelm.checkpoint import EmbeddingRecipe, architecture, head_labels, load_model, load_tokenizer
+    from edgelm.checkpoint import EmbeddingRecipe, architecture, head_labels, load_model, load_tokenizer, task_head
+    from edgelm.data.tasks import is_bio
     from edgelm.exporters.graphs import ClassifierGraph, EmbeddingGraph
 
-    labels = head_labels(path)
+    head, labels = task_head(path), head_labels(path)
     tokenizer = load_tokenizer(path)
-    if labels is not None:
+    scheme = None
+    if head == "sequence":
         from transformers import AutoModelForSequenceClassification
 
         model = load_model(path, AutoModelForSequenceClassification)
         graph, task = ClassifierGraph(model), "classification"
+    elif head == "token":  # the same graph: (ids, mask) -> logits, here one row per token
+        from transformers import AutoModelForTokenClassification
+
+        model = load_model(path, AutoModelForTokenClassification)
+        graph, task, scheme = ClassifierGraph(model), "tagging", "bio" if is_bio(set(labels)) else "tags"
     else:
         model = load_model(path)
         task = "embedding"
@@ -89,13 +96,15 @@ def _load_graph(path: Path):
     if task == "embedding":
         graph = EmbeddingGraph(model, recipe.pooling, recipe.normalize)
     meta = getattr(model.config, "edgelm", None) or {}
-    languages = (meta.get("distilled") or {}).get("languages") or []
+    languages = (meta.get("distilled") or {}).get("languages") or (
+        (meta.get("artifact") or {}).get("provenance") or {}).get("languages") or []
     config = {"task": task, "labels": labels, "pooling": recipe.pooling, "normalize": recipe.normalize,
               "prefix": recipe.prefix, "pad_id": model.config.pad_token_id if model.config.pad_token_id is not None else 1,
               "max_length": min(512, model.config.max_position_embeddings), "languages": languages,
               "architecture": architecture(model.config)}
+    if scheme:
+        config["scheme"] = scheme
     return graph.eval(), tokenizer, config
-
 
 
 def _write_onnx(tmp: Path, graph, ids, mask, quantize: str, calibration) -> tuple[Path, dict, dict]:
@@ -148,7 +157,7 @@ def export_bundle(model: str, target: str, quantize: str, out: str | Path, *, da
     out = Path(out)
     if out.exists() and not overwrite:
         raise EdgelmError(f"{out} exists; choose another --out or pass --overwrite")
-    from edgelm.routing.model import is_routed
+    from edgelm.routing.format import is_routed
 
     routed = None
     if is_routed(model):
@@ -207,7 +216,7 @@ def export_bundle(model: str, target: str, quantize: str, out: str | Path, *, da
         # The exported file must reproduce the source model on the parity texts, here and on the device.
         backend = make_backend(RUNS_FIRST[target], Bundle(tmp, {"export": {"target": target}}, config), None)
         got = backend(*pad_to_bucket(ids.numpy(), mask.numpy(), config["buckets"], config["pad_id"]))
-        report = compare_outputs(config["task"], got, reference)
+        report = compare_outputs(config["task"], *token_rows(config["task"], [got, reference], mask.numpy()))
         if chosen is not None:
             report["routing_agreement"] = routing_agreement(backend.last_chosen, chosen)
         del backend
@@ -224,7 +233,9 @@ def export_bundle(model: str, target: str, quantize: str, out: str | Path, *, da
             export_meta["opset"] = sizes.pop("opset")
         if buckets:
             export_meta["buckets"] = list(buckets)
-        parity = {"texts": texts, "outputs": reference.tolist(), "thresholds": thresholds, "export_check": report,
+        outputs = ([r[: int(m.sum())].tolist() for r, m in zip(reference, mask.numpy())] if config["task"] == "tagging"
+                   else reference.tolist())  # a tagger's record: the real tokens of each text
+        parity = {"texts": texts, "outputs": outputs, "thresholds": thresholds, "export_check": report,
                   **({"chosen": chosen.tolist(), "expert_outputs": expert_outputs} if chosen is not None else {})}
         manifest = write_manifest(tmp, export=export_meta, sizes={"file_bytes": model_bytes, **sizes}, parity=parity)
         done = subprocess.run([sys.executable, "-c", _VERIFY, str(tmp)], capture_output=True, text=True)

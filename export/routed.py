@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from edgelm.errors import EdgelmError
-from edgelm.routing.model import safe_name
+from edgelm.routing.format import safe_name
 
 ROUTED_QUANT = {"onnx": ("none", "int8"), "tflite": ("none", "fp16", "int8")}
 

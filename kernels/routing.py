@@ -12,7 +12,7 @@ two are tested to agree.
   toward τ first, so a confident general expert alone runs) and not counted in `k_max`. Returns a
   0/1 mask and the weights renormalised over the chosen experts (zeros elsewhere), which is how the
   outputs of the experts that did run are mixed.
-- `route_numpy`: the whole trained router (`route.router.ScarRouter`) on numpy arrays, for the device.
+- `route_numpy`: the whole trained router (`routing.router.ScarRouter`) on numpy arrays, for the device.
 - `mix`: Σ_e mixing_e · expert_e(x), running each expert on the rows that chose it only.
 - `load_balance_loss` (torch only: training): the Switch-Transformer term E · Σ_e f_e · P_e, with f_e
   the share of inputs that use expert e and P_e its mean weight; 1 when use is even.
@@ -130,7 +130,7 @@ class RouterWeights:
 
     @classmethod
     def from_torch(cls, router: Any) -> RouterWeights:
-        """From a `route.router.ScarRouter`."""
+        """From a `routing.router.ScarRouter`."""
         return cls(router.query.weight.detach().numpy().copy(), router.query.bias.detach().numpy().copy(),
                    router.prototypes.detach().numpy().copy(), float(router.temperature))
 

@@ -86,7 +86,7 @@ def test_api_and_cli_share_defaults():
     def default(fn, name):
         return inspect.signature(fn).parameters[name].default
 
-    for name in ("source", "teacher", "phase"):
+    for name in ("source", "teacher", "phase", "task"):
         assert default(distill_command, name) == default(edgelm.distill, name)
     assert default(distill_command, "target") == default(edgelm.distill, "target")
     for name in ("layers", "steps", "batch_size", "lr", "density", "full_epochs", "sparse_epochs", "seed"):

@@ -1,4 +1,4 @@
-"""Checkpoint folders: the special tokens around a text come from the tokenizer (not XLM-R's ids), and
+"""Checkpoint folders: bench inputs keep each tokenizer's own special tokens (not XLM-R's ids), and
 folders say what they are (kind, format) or are recognised from their config when they predate that."""
 
 from __future__ import annotations
@@ -24,14 +24,6 @@ def _bert_style_tokenizer():
                                                                                                ("[SEP]", 102)])
     return tok, PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
                                         cls_token="[CLS]", sep_token="[SEP]")
-
-
-def test_special_ids_come_from_the_tokenizer(teacher):
-    from edgelm.checkpoint import special_ids
-
-    assert special_ids(teacher.tokenizer) == ([0], [2])  # XLM-R: <s> … </s>
-    _, bert = _bert_style_tokenizer()
-    assert special_ids(bert) == ([101], [102])
 
 
 def test_bench_inputs_keep_each_tokenizers_own_special_tokens(teacher):

@@ -64,9 +64,12 @@ def test_both_phases_produce_loadable_students(cli, tiny_teacher, tmp_path):
     (pred,) = task.predict(["Serikali imetangaza bajeti mpya."])
     assert pred["label"] in task.labels and abs(sum(pred["probabilities"].values()) - 1) < 1e-5
     # And `edgelm eval` takes both.
-    report = cli("eval", str(out / "task"), "--languages", "swh_Latn", "--task", "sib200", "--json")
+    report = cli("eval", str(out / "task"), "--languages", "swh_Latn", "--json")  # SIB-200 and Tatoeba
     assert report.code == 0, report.stderr
-    assert json.loads(report.stdout)["sib200"]["probe"]["kind"] == "model_head"
+    both = json.loads(report.stdout)
+    assert both["sib200"]["probe"]["kind"] == "model_head"  # its own head on SIB-200 ...
+    assert both["tatoeba"]["scores"][0]["n"] == 390  # ... and its body's sentence vectors for retrieval
+    assert both["model"]["head_parameters"] > 0 and both["model"]["labels"] == task.labels
 
 
 def _general_weights(out: Path) -> dict:

@@ -212,6 +212,20 @@ def test_the_runtime_never_imports_torch(bundles, key):
     assert run.stdout.strip() == "[]"
 
 
+def test_edgelm_load_opens_a_bundle_where_torch_cannot_be_imported(bundles):
+    """A device has no torch: `edgelm.load` / `edgelm.describe` on a bundle must not reach for it, and a
+    bundle asked for another task's verb says which one it has."""
+    code = ("import sys; sys.modules['torch'] = None; sys.modules['transformers'] = None\n"
+            "import edgelm\n"
+            "m = edgelm.load(sys.argv[1]); print(edgelm.describe(sys.argv[1])['kind'], m.embed(['Habari']).shape)\n"
+            "print(isinstance(m, edgelm.Embedder), isinstance(m, edgelm.Classifier))\n"
+            "try:\n    m.predict(['Habari'])\nexcept AttributeError as e:\n    print(e)\n")
+    run = subprocess.run([sys.executable, "-c", code, str(bundles["int8"])], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == ["bundle (1, 32)", "True False",
+                                       "this bundle is an embedding model: it has embed(), not predict()"]
+
+
 @pytest.fixture(scope="module")
 def legacy_venv(tmp_path_factory) -> Path:
     """A device-like environment: no torch, no transformers, tflite-runtime 2.14 with numpy<2."""

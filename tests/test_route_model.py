@@ -219,6 +219,12 @@ def test_route_show_and_run_from_the_command_line(cli, routed, routed_bundles):
         shown = json.loads(result.stdout)
         assert shown["experts"] == ["general", "swh_Latn", "hin_Deva"] and len(shown["routes"]) == 2
         assert all(abs(sum(r["weights"].values()) - 1) < 1e-5 and r["chosen"] for r in shown["routes"])
+        # tau 1 runs experts until their weights add up to 1: all of them (k_max 3), for this call only
+        every = json.loads(cli("route", "show", target, *TEXTS[:2], "--tau", "1", "--k-max", "3", "--json").stdout)
+        assert every["mean_experts"] == 3.0
+        assert_user_error(cli("route", "show", target, TEXTS[0], "--k-max", "0"), "k_max must be")
+        assert_user_error(cli("route", "show", target, TEXTS[0], "--tau", "0"), "tau must be")
+    assert_user_error(cli("route", "show", str(routed / "body"), TEXTS[0]), "not a routed model")
     out = cli("run", routed_bundles["int8"]["path"], TEXTS[0], "--routing", "dense", "--json")
     assert out.code == 0, out.stderr
     assert len(json.loads(out.stdout)["embeddings"][0]) == 32

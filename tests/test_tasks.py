@@ -100,7 +100,7 @@ def test_bad_task_data_is_one_line(data_dir, tmp_path):
 
 
 def test_a_stray_inside_tag_is_read_as_conlleval_reads_it_and_counted(tmp_path):
-    from edgelm.evaluation.task_scores import entities
+    from edgelm.words import entities
 
     _write(tmp_path / "train.conll", "Bwana\tO\nShehu\tI-PER\nGusau\tI-PER\nalisema\tO\n\nKano\tB-LOC\n")
     task = load_task(tmp_path)
@@ -127,7 +127,7 @@ def _corrupt(tags: list[str], rng: random.Random, types: list[str]) -> list[str]
 def test_entity_f1_agrees_with_seqeval_on_the_real_test_files(data_dir, lang):
     from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 
-    from edgelm.evaluation.task_scores import entity_scores
+    from edgelm.scores import entity_scores
 
     gold = [list(s.tags) for s in load_task(data_dir / "ner").split("test", [lang])]
     rng = random.Random(lang)

@@ -115,7 +115,7 @@ def build_bundles(models: dict[str, str], out: Path, root: Path, buckets: tuple[
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--teacher", default="e5-small")
-    ap.add_argument("--student", type=Path, required=True, help="distilled student folder (e.g. phase 1 of bench.distill)")
+    ap.add_argument("--student", type=Path, required=True, help="distilled student folder (e.g. phase 1 of experiments.distill)")
     ap.add_argument("--out", type=Path, default=Path("runs/bench-export"))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--runs", type=int, default=30)

@@ -72,7 +72,7 @@ def evaluate_rows(rows: dict[str, str], cache: Path, data: Path | None, grouping
     domains, per-topic retrieval for topics."""
     from edgelm.atomic import atomic_write_text
     from edgelm.evaluation import evaluate_model
-    from edgelm.routing.model import safe_name
+    from edgelm.routing.format import safe_name
 
     cache.mkdir(parents=True, exist_ok=True)
     reports = {}

@@ -13,7 +13,7 @@ measured four ways: the compression factor (32 / bits × 12 / layers, higher = m
 alone, layers alone and the bundle's size (the last three negated, so that for each a positive ρ
 means "more compression, more gap").
 Results: `results.json` and `results.md` in --out; bundles are cached by the hash of the student they come
-from, evaluations per row (`bench.route.evaluate_rows`) for that set of bundles, so a killed run resumes.
+from, evaluations per row (`experiments.route.evaluate_rows`) for that set of bundles, so a killed run resumes.
 """
 
 from __future__ import annotations

@@ -50,3 +50,27 @@ def corpus(
               "skipped_empty": c.skipped_empty, "characters": sum(len(x) for x in c.lines)}
     emit(result, as_json=as_json, json_out=None,
          render=lambda r: out.print(table(f"corpus {path}", ["what", "value"], [[k, v] for k, v in r.items() if k != "path"])))
+
+
+@app.command()
+def task(
+    path: Annotated[Path, typer.Argument(help="A task folder (train/dev/test files, optionally a folder per language) "
+                                              "or one file with a split column.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Read a labelled task the way distillation and evaluation will, and report what it holds."""
+    from edgelm.data.tasks import load_task
+
+    result = load_task(path).describe()
+
+    def render(r: dict) -> None:
+        rows = [[lang or "(not given)", *(splits.get(s, "-") for s in ("train", "dev", "test"))]
+                for lang, splits in sorted(r["examples"].items())]
+        unit = "sentences" if r["kind"] == "tagging" else "rows"
+        out.print(table(f"task {path}: {r['kind']} ({r['scheme']}), {', '.join(r['formats'])}; {unit} per split",
+                        ["language", "train", "dev", "test"], rows))
+        out.print(f"labels ({len(r['labels'])}): {' '.join(r['labels'])}")
+        if r["scheme"] == "bio":
+            out.print(f"stray I- tags (read as B-, as conlleval does): {r['stray_inside_tags']}")
+
+    emit(result, as_json=as_json, json_out=None, render=render)

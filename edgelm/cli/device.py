@@ -67,10 +67,10 @@ def run_command(
     routing: Annotated[Optional[str], typer.Option(help="Routed bundles: learned (default), dense, or one expert's name.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:
-    """Run a bundle on text with the device runtime (no torch): embeddings or labels."""
+    """Run a bundle on text with the device runtime (no torch): embeddings, labels, or tagged words and entities."""
     import warnings
 
-    from edgelm.protocols import Classifier, Embedder
+    from edgelm.protocols import Classifier, Embedder, Tagger
     from edgelm.runtime import Model
 
     items = list(texts or [])
@@ -89,8 +89,15 @@ def run_command(
             result = {"task": "embedding", "texts": items, "embeddings": vectors.tolist()}
         elif isinstance(model, Classifier):
             result = {"task": "classification", "texts": items, "predictions": model.predict(items)}
+        elif isinstance(model, Tagger):
+            from edgelm.words import entity_spans
+
+            tagged = model.tag(items)
+            result = {"task": "tagging", "scheme": model.scheme, "texts": items, "words": tagged}
+            if model.scheme == "bio":
+                result["entities"] = [entity_spans(t, words) for t, words in zip(items, tagged)]
         else:
-            raise EdgelmError(f"{bundle} neither embeds nor classifies")
+            raise EdgelmError(f"{bundle} neither embeds, classifies nor tags")
     for w in caught:
         err.print(f"warning: {w.message}")
 
@@ -98,9 +105,15 @@ def run_command(
         if r["task"] == "embedding":
             for t, v in zip(r["texts"], r["embeddings"]):
                 out.print(f"{t[:60]!r}: [{', '.join(f'{x:.4f}' for x in v[:6])}, …] ({len(v)} dims)")
-        else:
+        elif r["task"] == "classification":
             out.print(table("predictions", ["text", "label", "score"],
                             [[t[:60], p["label"], p["score"]] for t, p in zip(r["texts"], r["predictions"])]))
+        else:
+            for i, (t, words) in enumerate(zip(r["texts"], r["words"])):
+                out.print(" ".join(f"{w['word']}/{w['tag']}" for w in words), soft_wrap=True)
+                if "entities" in r:
+                    out.print(table(f"entities in text {i + 1}", ["entity", "type", "start", "end", "score"],
+                                    [[e["text"], e["type"], e["start"], e["end"], e["score"]] for e in r["entities"][i]]))
 
     emit(result, as_json=as_json, json_out=None, render=render)
 

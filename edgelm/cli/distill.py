@@ -28,6 +28,10 @@ def distill_command(
     source: Annotated[str, typer.Option(help="Source language (task data).")] = "eng_Latn",
     target: Annotated[str, typer.Option(help="Target language (where the model runs); several, comma-separated, make one shared multi-target student (a routing body).")] = "swh_Latn",
     phase: Annotated[str, typer.Option(help="general | task | both.")] = "both",
+    task: Annotated[str, typer.Option(help="Phase 2's task: sib200, or your own labelled data — a folder of "
+                                           "train/dev/test files (optionally a folder per language) or one file with a "
+                                           "split column; TSV/CSV/JSONL text+label (sentences) or CoNLL word<TAB>tag "
+                                           "(words; BIO tags make an entity task).")] = "sib200",
     layers: Annotated[int, typer.Option(help="Student layers.")] = 4,
     layer_reduction: Annotated[Optional[int], typer.Option(help="Instead of --layers: keep teacher layers // this (BiStil's LRF).")] = None,
     layer_selection: Annotated[str, typer.Option(help="Teacher layers to copy: top-of-block (BiStil), bottom, or a list 0,1,2,3.")] = "top-of-block",
@@ -47,7 +51,8 @@ def distill_command(
     sparse_epochs: Annotated[int, typer.Option(help="LT-SFT sparse-training epochs.")] = 6,
     alpha_gold: Annotated[float, typer.Option(help="Weight of the gold-label loss in phase 2.")] = 0.0,
     teacher_epochs: Annotated[int, typer.Option(help="Fine-tuning epochs of the task teacher.")] = 4,
-    task_teacher: Annotated[Optional[str], typer.Option(help="An already task-tuned teacher checkpoint.")] = None,
+    task_teacher: Annotated[Optional[str], typer.Option(help="An already task-tuned teacher checkpoint (its head and "
+                                                             "labels must be the task's).")] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 100,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     threads: Annotated[Optional[int], typer.Option(help="torch threads.")] = None,
@@ -59,7 +64,8 @@ def distill_command(
     """Distil a bilingual student from a multilingual teacher (BiStil: trim, drop layers, distil)."""
     from edgelm.api import distill
 
-    summary = distill(target, out=out_dir, teacher=teacher, source=source, phase=phase, corpus=parse_corpora(corpus),
+    summary = distill(target, out=out_dir, teacher=teacher, source=source, phase=phase, task=task,
+                      corpus=parse_corpora(corpus),
                       data=data, use_bundled=not no_bundled, resume=resume, overwrite=overwrite, threads=threads,
                       layers=layers, layer_reduction=layer_reduction, layer_selection=layer_selection, steps=steps,
                       batch_size=batch_size, lr=lr, vocab_threshold=vocab_threshold, alpha_hidden=alpha_hidden,

@@ -30,7 +30,28 @@ def _render(report: dict) -> None:
         if len(rows) > 1:
             rows.append(["mean", *(sum(r[i] for r in rows) / len(rows) for i in (1, 2, 3)), ""])
         out.print(table("Tatoeba retrieval accuracy", ["language", "xx→eng", "eng→xx", "mean", "n"], rows))
-    out.print(f"[dim]{report['elapsed_s']} s, {report['settings']['threads']} threads, data {report['data']}[/dim]")
+    for name, result in report.items():
+        if isinstance(result, dict) and "scores" in result and name not in ("sib200", "tatoeba"):
+            out.print(table(f"{name} ({result['kind']}, {result['scorer']})", *_task_rows(result)))
+    out.print(f"[dim]{report['elapsed_s']} s, {report['settings']['threads'] or 'default'} threads"
+              + (f", data {report['data']}" if report["data"] else "") + "[/dim]")
+
+
+def _task_rows(result: dict) -> tuple[list[str], list[list]]:
+    """Columns and rows of a user task's per-language scores."""
+    first = result["scores"][0]
+    if result["kind"] == "sentence":
+        cols = ["language", "accuracy", "macro-F1", "n", "setting"]
+        rows = [[s["language"], s["accuracy"], s["macro_f1"], s["n"], s["setting"]] for s in result["scores"]]
+    elif "entity_f1" in first:
+        types = list(first["per_type"])
+        cols = ["language", "entity F1", "precision", "recall", *[f"{t} F1" for t in types], "sentences"]
+        rows = [[s["language"], s["entity_f1"], s["precision"], s["recall"], *[s["per_type"].get(t, 0.0) for t in types],
+                 s["n"]] for s in result["scores"]]
+    else:
+        cols = ["language", "word accuracy", "sentences", "words"]
+        rows = [[s["language"], s["word_accuracy"], s["n"], s["words"]] for s in result["scores"]]
+    return cols, rows
 
 
 def _render_matrix(m: dict) -> None:
@@ -41,7 +62,9 @@ def _render_matrix(m: dict) -> None:
 def eval_command(
     models: Annotated[list[str], typer.Argument(help="Model(s): a bundled teacher name (e5-small), a checkpoint folder or "
                                                      "a hub id; several with --domains.")],
-    task: Annotated[Optional[list[str]], typer.Option("--task", "-t", help="sib200 and/or tatoeba (repeatable); "
+    task: Annotated[Optional[list[str]], typer.Option("--task", "-t", help="sib200, tatoeba, or your own task: a folder "
+                                                      "of train/dev/test files or one file with a split column "
+                                                      "(TSV/CSV/JSONL text+label, or CoNLL word<TAB>tag); repeatable; "
                                                       "one with --domains (default sib200).")] = None,
     domains: Annotated[Optional[str], typer.Option(help="Score matrix over domains: languages | topics (SIB-200's "
                                                         "seven topics) | a TSV (text, label, domain, split) | a folder "

@@ -28,6 +28,7 @@ LANGUAGES: dict[str, Language] = {
         Language("zho_Hans", "Chinese (simplified)", "cmn"),
         Language("rus_Cyrl", "Russian", "rus"),
         Language("yor_Latn", "Yoruba", None),
+        Language("hau_Latn", "Hausa", None),
         Language("amh_Ethi", "Amharic", "amh"),
         Language("tur_Latn", "Turkish", "tur"),
         Language("ind_Latn", "Indonesian", "ind"),

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from edgelm.errors import EdgelmError
 from edgelm.hashing import sha256_file
+from edgelm.words import bio_type
 
 SPLITS = ("train", "dev", "test")
 SENTENCE_FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl"}
@@ -81,13 +82,6 @@ class Task:
         return {"path": str(self.path), "kind": self.kind, "scheme": self.scheme, "formats": self.formats,
                 "labels": self.labels, "stray_inside_tags": self.stray_inside,
                 "examples": {lang: {s: len(v) for s, v in splits.items()} for lang, splits in self.examples.items()}}
-
-
-def bio_type(tag: str) -> tuple[str, str]:
-    """('B'|'I'|'O', entity type) of an IOB2 tag."""
-    if tag == "O":
-        return "O", ""
-    return tag[0], tag[2:]
 
 
 def is_bio(tags: set[str]) -> bool:

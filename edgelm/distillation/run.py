@@ -134,6 +134,18 @@ def distill(cfg: DistillConfig, out: Path, *, data_root: Path | None, corpora_pa
     started = time.perf_counter()
     out = Path(out)
     resuming = check_output(out, cfg, resume=resume, overwrite=overwrite)
+    task_data = None
+    if cfg.phase in ("task", "both"):  # the task's data and teacher are checked before anything is written
+        from edgelm.distillation.task import check_task_teacher
+        from edgelm.distillation.task_data import phase_two_data
+
+        task_data = phase_two_data(cfg, data_root)
+        before = json.loads((out / RUN_FILE).read_text()).get("task_data") if resuming else None
+        if resuming and before and before.get("identity") != task_data.identity:
+            raise EdgelmError(f"{out} holds a run for task {before['identity'].get('name')}; --resume it with that "
+                              "--task, or run --phase task without --resume to distil another task from its student")
+        if cfg.task_teacher:
+            check_task_teacher(Path(cfg.task_teacher), task_data)
     corpora, corpus_report = collect_corpora(cfg, data_root, corpora_paths, use_bundled)
     if cfg.phase in ("general", "both"):
         for lang, texts in corpora.items():
@@ -211,7 +223,10 @@ def distill(cfg: DistillConfig, out: Path, *, data_root: Path | None, corpora_pa
 
         if not (out / "general" / "model.safetensors").is_file():
             raise EdgelmError(f"phase 2 needs the phase-1 student in {out / 'general'}: run --phase general first")
-        summary["task"] = train_task(cfg, teacher_path, out, data_root=data_root, resume=resuming)
+        summary["task_data"] = {"identity": task_data.identity, "setting": task_data.setting,
+                                "trained_on": task_data.languages, "read": task_data.report}
+        atomic_write_text(out / RUN_FILE, json.dumps(summary, indent=1))
+        summary["task"] = train_task(cfg, teacher_path, out, data_root=data_root, resume=resuming, data=task_data)
     summary["wall_seconds"] = round(time.perf_counter() - started, 1)
     atomic_write_text(out / RUN_FILE, json.dumps(summary, indent=1))
     return summary

@@ -10,9 +10,10 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from edgelm.atomic import atomic_dir
+from edgelm.tensorfile import read_tensors
 
 
 def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
@@ -42,8 +43,8 @@ def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim
 def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     """Restore `model` and `optimizer` in place from `folder`; return the saved state dict."""
     meta = json.loads((folder / "state.json").read_text())
-    model.load_state_dict(load_file(folder / "model.safetensors"))
-    tensors = load_file(folder / "optimizer.safetensors")
+    model.load_state_dict(read_tensors(folder / "model.safetensors", "the training checkpoint")[1])
+    tensors = read_tensors(folder / "optimizer.safetensors", "the training checkpoint's optimizer state")[1]
     state: dict = {}
     for key, value in tensors.items():
         pid, name = key.split(".", 1)

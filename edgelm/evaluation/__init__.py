@@ -1,4 +1,4 @@
-"""Evaluation: how good a model is in each language (SIB-200 transfer, Tatoeba retrieval)."""
+"""Evaluation: how good a model is in each language (SIB-200 transfer, Tatoeba retrieval, the user's own tasks)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,14 @@ import sys
 import time
 from pathlib import Path
 
+from edgelm.artifacts import load
 from edgelm.data.locate import data_root
 from edgelm.data.sib200 import sib200_languages
+from edgelm.data.tasks import load_task
 from edgelm.data.tatoeba import tatoeba_languages
 from edgelm.errors import EdgelmError
 from edgelm.evaluation.sib200 import evaluate_sib200, evaluate_sib200_head
+from edgelm.evaluation.tasks import evaluate_task, test_languages
 from edgelm.evaluation.tatoeba import evaluate_tatoeba
 from edgelm.protocols import Classifier, Embedder
 
@@ -29,10 +32,14 @@ def evaluate_model(model: str, *, tasks: list[str], languages: list[str] | None 
     """
     from edgelm.version import __version__
 
-    unknown = [t for t in tasks if t not in TASKS]
+    user_tasks = {t: load_task(t) for t in tasks if t not in TASKS and Path(t).exists()}
+    unknown = [t for t in tasks if t not in TASKS and t not in user_tasks]
     if unknown or not tasks:
-        raise EdgelmError(f"unknown task {unknown[0] if unknown else '(none)'}; use {', '.join(TASKS)}")
-    root = data_root(data)
+        raise EdgelmError(f"unknown task {unknown[0] if unknown else '(none)'}; use {', '.join(TASKS)} or a task "
+                          "folder / file (see `edgelm eval --help`)")
+    for name, task in user_tasks.items():
+        test_languages(task, languages)  # bad languages fail before a model loads
+    root = data_root(data) if set(tasks) & set(TASKS) else None
     # Check languages against the data before loading a model: bad input fails in milliseconds.
     sib_langs = tat_langs = None
     if "sib200" in tasks:
@@ -54,16 +61,16 @@ def evaluate_model(model: str, *, tasks: list[str], languages: list[str] | None 
         else:
             tat_langs = have
     started = time.perf_counter()
-    encoder = open_model(model, prefix=prefix, threads=threads)
+    encoder = load(model, prefix=prefix, threads=threads)
     head = isinstance(encoder, Classifier) and not probe
-    if not head and not isinstance(encoder, Embedder):
+    if sib_langs is not None and not head and not isinstance(encoder, Embedder):
         raise EdgelmError(f"{model} classifies and does not embed: score it on SIB-200 without --probe")
     if tat_langs and not isinstance(encoder, Embedder):
         raise EdgelmError(f"{model} classifies and does not embed: Tatoeba retrieval needs sentence vectors (--task sib200)")
     report: dict = {
         "edgelm_version": __version__,
         "model": {"name": str(model)},
-        "data": str(root),
+        "data": str(root) if root else None,
         "settings": {"tasks": list(tasks), "source": source, "seed": seed, "threads": _threads(threads)},
     }
     if sib_langs is not None:
@@ -73,21 +80,11 @@ def evaluate_model(model: str, *, tasks: list[str], languages: list[str] | None 
             report["sib200"] = evaluate_sib200(encoder, root, sib_langs, source=source, seed=seed)
     if tat_langs:
         report["tatoeba"] = evaluate_tatoeba(encoder, root, tat_langs)
+    for name, task in user_tasks.items():
+        report[name] = evaluate_task(encoder, task, languages, source=source, seed=seed, probe=probe)
     report["model"] |= encoder.describe()  # after scoring: a routed model or bundle reports how it ran
     report["elapsed_s"] = round(time.perf_counter() - started, 2)
     return report
-
-
-def open_model(model: str, *, prefix: str | None = None, threads: int | None = None):
-    """`edgelm.load(model)`, on `threads` threads (torch's for a checkpoint, the runtime's for a bundle)."""
-    from edgelm.artifacts import load
-
-    opened = load(model, prefix=prefix, threads=threads)
-    if threads and "torch" in sys.modules:  # a torch model; a bundle took `threads` for its runtime
-        import torch
-
-        torch.set_num_threads(threads)
-    return opened
 
 
 def _threads(asked: int | None) -> int | None:

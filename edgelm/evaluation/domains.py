@@ -6,7 +6,7 @@ Two groupings are built in:
 - `topics`: SIB-200's seven topics are the domains; the score of a topic is cross-lingual retrieval
   among that topic's parallel test sentences (each language → the source language, mean over
   languages), so it measures how well a model keeps one topic's meaning across languages.
-Or the user's own labelled text (`evaluate.user_domains`): a TSV file or a folder per domain.
+Or the user's own labelled text (`evaluation.user_domains`): a TSV file or a folder per domain.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def domain_matrix(models: list[str], grouping: str, *, task: str = "sib200", lan
         raise EdgelmError("give at least one model")
     scores: dict[str, list[float]] = {}
     if grouping not in GROUPINGS:  # the user's own domains: a TSV file or a folder per domain
-        from edgelm.evaluation import open_model
+        from edgelm.artifacts import load
         from edgelm.evaluation.user_domains import load_user_domains, user_domain_scores
 
         if not Path(grouping).exists():
@@ -75,7 +75,7 @@ def domain_matrix(models: list[str], grouping: str, *, task: str = "sib200", lan
                               "(text, label, domain, split) or a folder with one train.tsv/test.tsv folder per domain")
         rows = load_user_domains(grouping)
         for model in models:
-            got = user_domain_scores(open_model(model, threads=threads), rows)
+            got = user_domain_scores(load(model, threads=threads), rows)
             scores[model] = [got[d] for d in rows]
         return {"domains": list(rows), "scores": scores, "grouping": str(grouping),
                 "score": f"probe accuracy per domain (probe trained on the training rows of every domain in {grouping})"}
@@ -86,12 +86,13 @@ def domain_matrix(models: list[str], grouping: str, *, task: str = "sib200", lan
         domains: list[str] = []
         for model in models:
             report = evaluate_model(model, tasks=[task], languages=languages, source=source, data=root, threads=threads)
-            got = {s["language"]: s["accuracy"] for s in report[task]["scores"]}
+            got = {s["language"]: s.get("score", s.get("accuracy")) for s in report[task]["scores"]}
             domains = domains or list(got)
             scores[model] = [got[d] for d in domains]
-        name = f"{task} accuracy per language" + (f" (probe trained on {source})" if task == "sib200" else "")
+        name = (f"{report[task].get('scorer', 'accuracy')} on {task} per language" if task not in ("sib200", "tatoeba")
+                else f"{task} accuracy per language" + (f" (probe trained on {source})" if task == "sib200" else ""))
     else:
-        from edgelm.evaluation import open_model
+        from edgelm.artifacts import load
 
         if task != "sib200":
             raise EdgelmError("topic domains come from SIB-200; use --task sib200 with --domains topics")
@@ -99,7 +100,7 @@ def domain_matrix(models: list[str], grouping: str, *, task: str = "sib200", lan
         langs = [resolve_sib200_language(root, l) for l in languages] if languages else sib200_languages(root)
         domains = []
         for model in models:
-            got = topic_scores(open_model(model, threads=threads), root, langs, source)
+            got = topic_scores(load(model, threads=threads), root, langs, source)
             domains = domains or list(got)
             scores[model] = [got[d] for d in domains]
         name = f"SIB-200 topic retrieval (language → {source} within each topic, mean over {len(langs) - 1} languages)"

@@ -14,6 +14,7 @@ import numpy as np
 
 from edgelm.data.sib200 import load_sib200, resolve_sib200_language, sib200_labels
 from edgelm.errors import EdgelmError
+from edgelm.scores import macro_f1
 
 C_GRID = (0.1, 1.0, 10.0, 100.0)
 
@@ -24,18 +25,6 @@ class SibScore:
     accuracy: float
     macro_f1: float
     n: int
-
-
-def macro_f1(gold: np.ndarray, pred: np.ndarray, n_labels: int) -> float:
-    """Unweighted mean of per-class F1 over the classes present in gold or predictions."""
-    scores = []
-    for c in range(n_labels):
-        tp = np.sum((pred == c) & (gold == c))
-        fp = np.sum((pred == c) & (gold != c))
-        fn = np.sum((pred != c) & (gold == c))
-        if tp + fp + fn:
-            scores.append(2 * tp / (2 * tp + fp + fn))
-    return float(np.mean(scores)) if scores else 0.0
 
 
 def train_probe(x_train, y_train, x_dev, y_dev, grid=C_GRID, seed: int = 0):

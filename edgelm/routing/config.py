@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 
 from edgelm.errors import EdgelmError
 from edgelm.kernels.routing import check_options
-from edgelm.routing.model import expert_file
+from edgelm.routing.format import expert_file
 
 GENERAL = "general"
 GROUPINGS = ("languages", "topics")
@@ -34,7 +34,7 @@ class RouteConfig:
     temperature: float = 1.0
     tau: float = 0.9
     k_max: int = 2
-    heldout: float = 0.1  # share of each language's text held out to score the router
+    heldout: float = 0.1  # share of each group's text (a language's, a topic's) held out to score the router
     seed: int = 0
     extra: dict = field(default_factory=dict)
 

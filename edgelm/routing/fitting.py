@@ -26,7 +26,7 @@ def _router_data(texts: dict[str, CachedText], idx: dict[str, np.ndarray], label
 
 def fit_router(cfg: RouteConfig, names: list[str], texts: dict[str, CachedText],
                splits: dict[str, tuple[np.ndarray, np.ndarray]], hidden_size: int):
-    """Train the router on the training split of every language's body states; score it on the held-out split."""
+    """Train the router on the training split of every group's body states; score it on the held-out split."""
     label = router_classes(cfg, names)
     h, m, y = _router_data(texts, {l: s[0] for l, s in splits.items()}, label)
     torch.manual_seed(cfg.seed)

@@ -24,17 +24,12 @@ from edgelm.atomic import atomic_dir, atomic_write_text
 from edgelm.errors import EdgelmError
 from edgelm.kernels.pooling import sentence_vectors
 from edgelm.kernels.routing import check_options, mix
+from edgelm.routing.format import FORMAT, ROUTED_FILE, expert_file, is_routed
 from edgelm.tensorfile import read_tensors
 
-ROUTED_FILE = "routed.json"
-FORMAT = "edgelm.routed/1"
 # How a routed model chooses experts: the learned router, the true domain (oracle), every expert
 # (dense mixture), or one fixed expert by name (that expert's specialist alone).
 ROUTINGS = ("learned", "oracle", "dense")
-
-
-def is_routed(path: str | Path) -> bool:
-    return (Path(path) / ROUTED_FILE).is_file()
 
 
 def extended_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -56,16 +51,6 @@ class ExpertStack(torch.nn.Module):
         for layer in self.layers:
             hidden = layer(hidden, attention_mask=ext)[0]
         return hidden
-
-
-def safe_name(name: str) -> str:
-    """`name` as a file or signature name: a SIB-200 topic such as science/technology has a slash."""
-    return "".join(c if c.isalnum() else "_" for c in name)
-
-
-def expert_file(name: str) -> str:
-    """The file name of expert `name` in a routed folder."""
-    return safe_name(name) + ".safetensors"
 
 
 def body_fingerprint(body: torch.nn.Module) -> str:

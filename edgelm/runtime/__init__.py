@@ -2,8 +2,8 @@
 
 from edgelm.runtime.backends import BACKENDS, RUNS, OnnxBackend, TfliteBackend, TfliteSignatures
 from edgelm.runtime.bundle import BUNDLE_FORMAT, Bundle
-from edgelm.runtime.model import ClassifierModel, EmbeddingModel, Model
+from edgelm.runtime.model import ClassifierModel, EmbeddingModel, Model, TaggingModel
 from edgelm.runtime.parity import ParityError
 
 __all__ = ["BACKENDS", "BUNDLE_FORMAT", "RUNS", "Bundle", "ClassifierModel", "EmbeddingModel", "Model", "OnnxBackend",
-           "ParityError", "TfliteBackend", "TfliteSignatures"]
+           "ParityError", "TaggingModel", "TfliteBackend", "TfliteSignatures"]

@@ -4,6 +4,7 @@
     m = Model.load("bundle/")          # verifies sha256s, then replays the parity record
     m.embed(["Habari ya asubuhi"])     # sentence-embedding bundles (an EmbeddingModel)
     m.predict(["..."])                 # classifier bundles (a ClassifierModel): label + probabilities
+    m.tag(["..."]), m.entities(["..."])  # tagging bundles (a TaggingModel): a tag per word, entity spans
 
 `Model.load` returns the class of the bundle's task, so what a bundle can do is its type: an
 embedding bundle has `embed`, a classifier bundle `predict` (the `edgelm.protocols` contract).
@@ -23,7 +24,8 @@ import numpy as np
 from edgelm.errors import EdgelmError
 from edgelm.runtime.backends import BACKENDS, RUNS, OnnxBackend, TfliteBackend
 from edgelm.runtime.bundle import Bundle
-from edgelm.runtime.parity import ParityError, compare_outputs, parity_failures, routing_agreement
+from edgelm.runtime.parity import ParityError, compare_outputs, parity_failures, routing_agreement, token_rows
+from edgelm.words import WordTagging
 
 
 def make_backend(name: str, bundle: Bundle, threads: int | None, routing: str | None = None):
@@ -83,6 +85,16 @@ class Model:
     def path(self) -> Path:
         return self.bundle.path
 
+    def __getattr__(self, name: str):
+        # What a bundle can do is its type (so `isinstance(m, edgelm.Embedder)` holds for embedding bundles
+        # only); asking one for another task's verb gets a sentence that says which it has.
+        verbs = {"embed": "embed()", "predict": "predict()", "tag": "tag()", "tag_words": "tag()", "entities": "tag()"}
+        if name in verbs:
+            have = {"embedding": "embed()", "classification": "predict()", "tagging": "tag()"}.get(self.task, "?")
+            article = "an" if self.task[:1] in ("a", "e", "i", "o", "u") else "a"
+            raise AttributeError(f"this bundle is {article} {self.task} model: it has {have}, not {name}()")
+        raise AttributeError(name)
+
     @classmethod
     def load(cls, path: str | Path, *, backend: str | None = None, threads: int | None = None,
              strict: bool = False, check_parity: bool = True, routing: str | None = None) -> Model:
@@ -115,8 +127,13 @@ class Model:
             self.backend.routing = "learned"
         truncated = self.truncated
         try:
-            got = self._run(record["texts"], strict=False)
-            report = compare_outputs(self.task, got, np.array(record["outputs"]))
+            ids, mask = self.tokenize(record["texts"], strict=False)
+            got = np.asarray(self.backend(ids, mask))
+            if self.task == "tagging":  # the record holds each text's real tokens
+                got, want = token_rows(self.task, [got], mask)[0], np.concatenate([np.asarray(r) for r in record["outputs"]])
+            else:
+                want = np.array(record["outputs"])
+            report = compare_outputs(self.task, got, want)
             if "chosen" in record:  # routed bundles: did the device pick the experts training picked?
                 report["routing_agreement"] = routing_agreement(self.backend.last_chosen, record["chosen"])
             misses = parity_failures(report, record["thresholds"])
@@ -210,13 +227,13 @@ class EmbeddingModel(Model):
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out: np.ndarray | None = None
         bar = contextlib.nullcontext(lambda n: None)
-        if progress:  # an evaluation: a progress bar (rich, imported only then), truncation counted, not warned
+        if progress:  # an evaluation: a progress bar (rich, imported only then); truncation is in its report
             from edgelm.progress import progress_bar
 
             bar = progress_bar(progress, len(texts), "sent")
+        truncated = self.truncated
         with warnings.catch_warnings(), bar as advance:
-            if progress:
-                warnings.filterwarnings("ignore", message=".*were truncated")
+            warnings.filterwarnings("ignore", message=".*were truncated")  # one warning for all batches, below
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
                 vecs = self._run([texts[i] for i in idx])
@@ -224,6 +241,9 @@ class EmbeddingModel(Model):
                     out = np.zeros((len(texts), vecs.shape[1]), dtype=np.float32)
                 out[idx] = vecs
                 advance(len(idx))
+        if self.truncated > truncated and not progress:
+            warnings.warn(f"{self.truncated - truncated} text(s) longer than {self.max_length} tokens were truncated",
+                          stacklevel=2)
         return out
 
 
@@ -247,4 +267,50 @@ class ClassifierModel(Model):
         return super().describe() | {"labels": self.labels}
 
 
-_BY_TASK = {"embedding": EmbeddingModel, "classification": ClassifierModel}
+class TaggingModel(WordTagging, Model):
+    """A word-tagging bundle (named entities, parts of speech): text in, a tag per word out, with offsets."""
+
+    task = "tagging"
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.bundle.config.get("labels") or [])
+
+    @property
+    def scheme(self) -> str:
+        return self.bundle.config.get("scheme", "tags")
+
+    def _word_probs(self, sentences: list[list[str]], batch_size: int = 32) -> list[list]:
+        """Per sentence, per word: class probabilities at the word's first sub-word (None if truncated away)."""
+        from edgelm.words import first_subwords
+
+        head = self.prefix.split()
+        pad = self.bundle.config.get("pad_id", 1)
+        out: list[list] = []
+        for start in range(0, len(sentences), batch_size):
+            chunk = sentences[start : start + batch_size]
+            encs = self.tokenizer.encode_batch([head + words for words in chunk], is_pretokenized=True)
+            rows, firsts = [], []
+            for words, enc in zip(chunk, encs):
+                ids, word_ids = list(enc.ids), list(enc.word_ids)
+                if len(ids) > self.max_length:  # cut as `tokenize` cuts, the closing special token kept
+                    self.truncated += 1
+                    ids, word_ids = ids[: self.max_length - 1] + ids[-1:], word_ids[: self.max_length - 1] + [None]
+                rows.append(ids)
+                firsts.append(first_subwords(word_ids, len(head), len(words)))
+            width = max(len(r) for r in rows)
+            ids = np.full((len(rows), width), pad, dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for i, r in enumerate(rows):
+                ids[i, : len(r)], mask[i, : len(r)] = r, 1
+            logits = np.asarray(self.backend(*self.encode_ids(ids, mask)), dtype=np.float32)
+            z = np.exp(logits - logits.max(-1, keepdims=True))
+            probs = z / z.sum(-1, keepdims=True)
+            out += [[probs[k, p] if p >= 0 else None for p in first] for k, first in enumerate(firsts)]
+        return out
+
+    def describe(self) -> dict:
+        return super().describe() | {"labels": self.labels, "scheme": self.scheme}
+
+
+_BY_TASK = {"embedding": EmbeddingModel, "classification": ClassifierModel, "tagging": TaggingModel}

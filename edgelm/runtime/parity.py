@@ -17,13 +17,24 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1)
 
 
+def token_rows(task: str, outputs: list, mask: np.ndarray) -> list:
+    """A tagger's outputs (batch, tokens, labels), padded to any width, as the rows of the real tokens only
+    (what the parity check compares: widths differ between runtimes, the real tokens do not); other
+    tasks' outputs as they are."""
+    if task != "tagging":
+        return outputs
+    lengths = mask.sum(1).astype(int)
+    return [np.concatenate([np.asarray(o[i])[:n] for i, n in enumerate(lengths)]) for o in outputs]
+
+
 def compare_outputs(task: str, got: np.ndarray, want: np.ndarray) -> dict:
-    """How far runtime outputs are from the reference: cosine for embeddings, labels + logits otherwise."""
+    """How far runtime outputs are from the reference: cosine for embeddings, labels + logits otherwise
+    (a tagger's: one row per real token, so label agreement is the share of tokens tagged alike)."""
     got, want = np.asarray(got, dtype=np.float32), np.asarray(want, dtype=np.float32)
     if got.shape != want.shape:
         return {"shape_ok": False, "got_shape": list(got.shape), "want_shape": list(want.shape)}
     report = {"shape_ok": True, "min_cosine": float(cosine_rows(got, want).min())}
-    if task == "classification":
+    if task in ("classification", "tagging"):
         report["label_agreement"] = float(np.mean(got.argmax(1) == want.argmax(1)))
         report["max_logit_diff"] = float(np.abs(got - want).max())
     return report

@@ -65,10 +65,11 @@ class RoutedBackend:
                k_max: int | None = None) -> dict[str, np.ndarray]:
         """The router's weights, and the experts to run with their mixing weights under this routing
         (`tau` / `k_max` override the bundle's for this call)."""
-        from edgelm.kernels.routing import route_numpy
+        from edgelm.kernels.routing import check_options, route_numpy
 
-        out = route_numpy(self.router, hidden, mask, self.tau if tau is None else tau,
-                          self.k_max if k_max is None else k_max, self.general)
+        tau, k_max = self.tau if tau is None else tau, self.k_max if k_max is None else k_max
+        check_options(len(self.names), tau, k_max, self.general)
+        out = route_numpy(self.router, hidden, mask, tau, k_max, self.general)
         if self.routing == "dense":
             return out | {"chosen": np.ones_like(out["chosen"]), "mixing": out["weights"]}
         if self.routing != "learned":

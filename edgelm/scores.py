@@ -1,5 +1,5 @@
-"""Scores for the user's own tasks: accuracy and macro-F1 for sentences, entity-level F1 for BIO tags
-(conlleval's rules: an entity is an exact span and type), word accuracy for any other tag set.
+"""Scores: accuracy and macro-F1 for sentences, entity-level F1 for BIO tags (conlleval's rules: an
+entity is an exact span and type), word accuracy for any other tag set. numpy only.
 
 Written here rather than imported from seqeval because the device side scores bundles without
 scikit-learn; the test suite checks these numbers against seqeval on the real test files.
@@ -12,23 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from edgelm.data.tasks import bio_type
-
-
-def entities(tags: Sequence[str]) -> list[tuple[str, int, int]]:
-    """(type, first word, last word + 1) of each entity in an IOB2 sequence, read as conlleval reads it:
-    an entity starts at B-X, or at an I-X that does not continue an X entity (a stray I-), and goes on
-    while I-X follows."""
-    found, start, typ = [], None, ""
-    for i, tag in enumerate([*tags, "O"]):
-        kind, t = bio_type(tag)
-        continues = kind == "I" and start is not None and t == typ
-        if start is not None and not continues:
-            found.append((typ, start, i))
-            start = None
-        if kind in ("B", "I") and not continues:
-            start, typ = i, t
-    return found
+from edgelm.words import entities
 
 
 def _prf(tp: int, n_pred: int, n_gold: int) -> dict:
@@ -59,10 +43,20 @@ def word_accuracy(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) 
     return float(np.mean([a == b for a, b in pairs])) if pairs else 0.0
 
 
+def macro_f1(gold: np.ndarray, pred: np.ndarray, n_labels: int) -> float:
+    """Unweighted mean of per-class F1 over the classes present in gold or predictions."""
+    scores = []
+    for c in range(n_labels):
+        tp = np.sum((pred == c) & (gold == c))
+        fp = np.sum((pred == c) & (gold != c))
+        fn = np.sum((pred != c) & (gold == c))
+        if tp + fp + fn:
+            scores.append(2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(scores)) if scores else 0.0
+
+
 def sentence_scores(gold: Sequence[str], pred: Sequence[str], labels: Sequence[str]) -> dict:
     """Accuracy and macro-F1 (mean over the classes present in gold or predictions)."""
-    from edgelm.evaluation.sib200 import macro_f1
-
     index = {label: i for i, label in enumerate(labels)}
     g = np.array([index[x] for x in gold])
     p = np.array([index[x] for x in pred])

@@ -1,0 +1,257 @@
+"""The task benchmark: BiStil students for real tasks in the languages they are for, against their teacher.
+
+    python -m edgelm.benchmarks.experiments.tasks [--rows ner:hau_Latn,pos:hin_Deva] [--steps 600] [--out runs/bench-tasks]
+
+Rows (default: all twelve): POS (eng -> hin, amh, yor; word accuracy), NER (eng -> swh, hau, yor, amh;
+entity F1), NollySenti (eng -> hau, yor; accuracy), all zero-shot from English labels, and AfriSenti
+in-language (swh, amh, hau; accuracy). For each row: the task teacher, the 4-layer BiStil student
+(phase 1 + 2) and its int8 TFLite bundle scored through the device runtime; parameters, MB, latency
+per sentence (interleaved, as a ratio to the teacher), training time.
+
+Phase 1 runs once per target language (SIB-200 text where the language has it, `corpus/` where it
+does not: Hausa) and is shared by that language's tasks; a zero-shot task's teacher is fine-tuned once
+(on English) and shared by its rows through `--task-teacher`; AfriSenti's teachers are per language.
+Every step is a child `edgelm` process or a cached file, so a killed benchmark resumes where it
+stopped, row by row. `--limit N` cuts every split to N sentences (a smoke run; say so when reporting).
+Results: `results/ROW.json` per row, `results.json` and `results.md` in --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+TASKS = {  # name -> (folder under the data root, targets, setting)
+    "pos": ("pos", ["hin_Deva", "amh_Ethi", "yor_Latn"], "zero-shot"),
+    "ner": ("ner", ["swh_Latn", "hau_Latn", "yor_Latn", "amh_Ethi"], "zero-shot"),
+    "nollysenti": ("sentiment/nollysenti", ["hau_Latn", "yor_Latn"], "zero-shot"),
+    "afrisenti": ("sentiment/afrisenti", ["swh_Latn", "amh_Ethi", "hau_Latn"], "in-language"),
+}
+TARGETS = {"score": 0.95, "parameters": 1 / 5, "speed": 3.0, "bundle_points": 0.01}
+
+
+def _run(cmd: list[str]) -> None:
+    print("+ " + " ".join(cmd), file=sys.stderr, flush=True)
+    done = subprocess.run(cmd)
+    if done.returncode != 0:
+        sys.exit(f"failed (exit {done.returncode}): {' '.join(cmd)}")
+
+
+def rows_from(spec: str | None) -> list[tuple[str, str]]:
+    """`task:lang,task:lang` (default: every row of TASKS)."""
+    if not spec:
+        return [(task, lang) for task, (_, langs, _) in TASKS.items() for lang in langs]
+    rows = []
+    for item in spec.split(","):
+        task, _, lang = item.partition(":")
+        if task not in TASKS or lang not in TASKS[task][1]:
+            sys.exit(f"unknown row {item!r}; rows are {', '.join(f'{t}:{l}' for t, (_, ls, _) in TASKS.items() for l in ls)}")
+        rows.append((task, lang))
+    return rows
+
+
+def task_folder(root: Path, task: str, out: Path, limit: int | None) -> Path:
+    """The task's data folder, or with `limit` a copy with every split file cut to `limit` sentences."""
+    src = root / TASKS[task][0]
+    if not limit:
+        return src
+    dst = out / "data" / task
+    if dst.is_dir():
+        return dst
+    tmp = dst.with_name(dst.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for f in src.rglob("*"):
+        if not f.is_file():
+            continue
+        target = tmp / f.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        text = f.read_text(encoding="utf-8")
+        if f.suffix == ".conll":
+            text = "\n\n".join(text.strip("\n").split("\n\n")[:limit]) + "\n"
+        elif f.suffix == ".tsv":
+            lines = text.splitlines()
+            step = max(1, (len(lines) - 1) // limit)  # sorted by label in some sets: take a spread
+            text = "\n".join([lines[0], *lines[1::step][:limit]]) + "\n"
+        target.write_text(text, encoding="utf-8")
+    tmp.rename(dst)
+    return dst
+
+
+def phase_one(lang: str, args, root: Path, out: Path) -> Path:
+    """The target's phase-1 student (shared by its tasks), distilled once."""
+    run = out / "students" / lang
+    if (run / "general" / "model.safetensors").is_file():
+        return run
+    cmd = [sys.executable, "-m", "edgelm", "distill", "--phase", "general", "--teacher", args.teacher,
+           "--target", lang, "--out", str(run), *_phase_one_args(args), *_corpus_args(lang, root)]
+    if (run / "run.json").is_file():
+        cmd.append("--resume")
+    _run(cmd)
+    return run
+
+
+def _phase_one_args(args) -> list[str]:
+    return ["--layers", str(args.layers), "--steps", str(args.steps), "--batch-size", str(args.batch_size)]
+
+
+def phase_two(task: str, lang: str, args, data: Path, student: Path, out: Path, teachers: dict) -> Path:
+    """The row's run folder: a copy of the target's student, phase 2 on the task."""
+    row = out / "rows" / f"{task}-{lang}"
+    if (row / "task" / "model.safetensors").is_file():
+        return row
+    if not (row / "run.json").is_file():
+        tmp = row.with_name(row.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for name in ("run.json", "vocab.json", "general"):
+            (shutil.copytree if (student / name).is_dir() else shutil.copy)(student / name, tmp / name)
+        tmp.rename(row)
+    cmd = [sys.executable, "-m", "edgelm", "distill", "--phase", "task", "--task", str(data), "--teacher", args.teacher,
+           "--target", lang, "--out", str(row), *_phase_one_args(args), "--teacher-epochs", str(args.teacher_epochs),
+           "--full-epochs", str(args.full_epochs), "--sparse-epochs", str(args.sparse_epochs)]
+    cmd += _corpus_args(lang, Path(args.data_root))  # the same text as phase 1: the vocabulary must not change
+    shared = teachers.get(task) if TASKS[task][2] == "zero-shot" else None
+    if shared is not None:
+        cmd += ["--task-teacher", str(shared)]
+    if (row / "checkpoints" / "task" / "state.json").is_file():
+        cmd.append("--resume")
+    _run(cmd)
+    if TASKS[task][2] == "zero-shot" and task not in teachers:
+        teachers[task] = row / "task_teacher"
+    return row
+
+
+def _corpus_args(lang: str, root: Path) -> list[str]:
+    """Phase 1's text for `lang`: SIB-200 train/dev where the language has it, else its corpus/ file."""
+    from edgelm.data.sib200 import sib200_languages
+
+    return [] if lang in sib200_languages(root) else ["--corpus", f"{lang}={root / 'corpus' / f'{lang}.txt.gz'}"]
+
+
+def score_row(task: str, lang: str, data: Path, row: Path, teacher: Path, out: Path, args) -> dict:
+    """Teacher, student and int8 bundle on the row's test split; sizes, latency and training time."""
+    from edgelm.api import bench, evaluate, export
+
+    bundle = out / "bundles" / f"{task}-{lang}-tflite-int8"
+    if not (bundle / "manifest.json").is_file():
+        export(row / "task", bundle, target="tflite", quantize="int8", overwrite=True)
+    scores, models = {}, {"teacher": teacher, "student": row / "task", "student int8 bundle": bundle}
+    for name, path in models.items():
+        report = evaluate(path, tasks=str(data), languages=lang)
+        result = report[str(data)]
+        scores[name] = {"score": result["scores"][0]["score"], "scorer": result["scorer"],
+                        "details": result["scores"][0], "parameters": report["model"].get("parameters"),
+                        "head_parameters": report["model"].get("head_parameters")}
+    from edgelm.data.tasks import load_task
+
+    texts = [(" ".join(r.words) if hasattr(r, "words") else r.text) for r in load_task(data).split("test", [lang])]
+    timing = bench(str(teacher), str(row / "task"), str(bundle), seq_lens=[32], runs=args.runs, memory=False,
+                          data=args.data_root)
+    p50 = {rec["target"]: rec["p50_ms"] for rec in timing["records"]}
+    run = json.loads((row / "run.json").read_text())
+    student_run = json.loads((out / "students" / lang / "run.json").read_text())
+    teacher_info = run["task"]["task_teacher"]
+    return {"task": task, "language": lang, "setting": run["task_data"]["setting"], "scores": scores,
+            "sizes_mb": {"teacher": _mb(teacher), "student": _mb(row / "task"),
+                         "student int8 bundle": json.loads((bundle / "manifest.json").read_text())["sizes"]["file_bytes"] / 2**20},
+            "latency_p50_ms_32_tokens": {"teacher": p50[str(teacher)], "student": p50[str(row / "task")],
+                                         "student int8 bundle": p50[str(bundle)]},
+            "train_seconds": {"phase1": student_run.get("general", {}).get("train_seconds"),
+                              "task_teacher": teacher_info.get("train_seconds"),
+                              "phase2": run["task"]["train_seconds"]},
+            "test_sentences": len(texts), "machine": timing["machine"]}
+
+
+def _mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in Path(folder).glob("*.safetensors")) / 2**20
+
+
+def render(results: list[dict], args) -> str:
+    lines = [f"Task benchmark ({results[0]['machine']['cpu']}, commit {results[0]['machine']['commit']}; phase 1 "
+             f"{args.steps} steps, task teacher {args.teacher_epochs} epochs, LT-SFT {args.full_epochs}+{args.sparse_epochs}"
+             f" epochs{f', every split cut to {args.limit} sentences' if args.limit else ''}).", "",
+             "| task | language | setting | metric | teacher | student (% of teacher) | int8 bundle (Δ points) | "
+             "params M teacher / student | MB teacher / student / bundle | p50 ms @32 teacher / student / bundle "
+             "(× faster) | train s (phase 1 / teacher / phase 2) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        s, mb, ms, ts = r["scores"], r["sizes_mb"], r["latency_p50_ms_32_tokens"], r["train_seconds"]
+        t, st, b = s["teacher"]["score"], s["student"]["score"], s["student int8 bundle"]["score"]
+        lines.append(
+            f"| {r['task']} | {r['language']} | {r['setting']} | {s['teacher']['scorer']} | {t:.3f} | {st:.3f} "
+            f"({st / t:.0%}) | {b:.3f} ({(b - st) * 100:+.1f}) | {s['teacher']['parameters'] / 1e6:.1f} / "
+            f"{s['student']['parameters'] / 1e6:.1f} | {mb['teacher']:.0f} / {mb['student']:.0f} / "
+            f"{mb['student int8 bundle']:.1f} | {ms['teacher']:.1f} / {ms['student']:.1f} / "
+            f"{ms['student int8 bundle']:.1f} ({ms['teacher'] / ms['student int8 bundle']:.1f}×) | "
+            f"{ts['phase1']} / {ts['task_teacher'] if ts['task_teacher'] is not None else 'shared'} / {ts['phase2']} |")
+    misses = []
+    for r in results:
+        s = r["scores"]
+        t, st, b = s["teacher"]["score"], s["student"]["score"], s["student int8 bundle"]["score"]
+        row = f"{r['task']} {r['language']}"
+        if t and st / t < TARGETS["score"]:
+            misses.append(f"{row}: student at {st / t:.0%} of the teacher (target ≥ 95 %)")
+        if abs(b - st) > TARGETS["bundle_points"]:
+            misses.append(f"{row}: int8 bundle {(b - st) * 100:+.1f} points from the torch student (target within 1)")
+        if s["student"]["parameters"] > TARGETS["parameters"] * s["teacher"]["parameters"]:
+            misses.append(f"{row}: student has more than 1/5 of the teacher's parameters")
+        ms = r["latency_p50_ms_32_tokens"]
+        if ms["teacher"] / ms["student"] < TARGETS["speed"]:
+            misses.append(f"{row}: torch student {ms['teacher'] / ms['student']:.1f}× the teacher's speed (target ≥ 3×)")
+    lines += ["", "Targets missed:" if misses else "Every target met.", *[f"- {m}" for m in misses]]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", default=None, help="task:lang,... (default: every row)")
+    ap.add_argument("--teacher", default="e5-small")
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=600, help="phase-1 steps per target language")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--teacher-epochs", type=int, default=2)
+    ap.add_argument("--full-epochs", type=int, default=2)
+    ap.add_argument("--sparse-epochs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=30, help="timed calls per model for latency")
+    ap.add_argument("--limit", type=int, default=None, help="cut every split to N sentences (smoke runs)")
+    ap.add_argument("--data", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=Path("runs") / "bench-tasks")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from edgelm.data.locate import data_root
+
+    root = data_root(args.data)
+    args.data_root = str(root)
+    out = args.out
+    (out / "results").mkdir(parents=True, exist_ok=True)
+    teachers: dict[str, Path] = {}
+    results = []
+    for task, lang in rows_from(args.rows):
+        cached = out / "results" / f"{task}-{lang}.json"
+        if cached.is_file():
+            results.append(json.loads(cached.read_text()))
+            teachers.setdefault(task, out / "rows" / f"{task}-{lang}" / "task_teacher")
+            continue
+        started = time.perf_counter()
+        data = task_folder(root, task, out, args.limit)
+        student = phase_one(lang, args, root, out)
+        row = phase_two(task, lang, args, data, student, out, teachers)
+        teacher = teachers.get(task) if TASKS[task][2] == "zero-shot" else row / "task_teacher"
+        result = score_row(task, lang, data, row, teacher, out, args)
+        result["wall_seconds"] = round(time.perf_counter() - started, 1)
+        cached.write_text(json.dumps(result, indent=1))
+        results.append(result)
+    (out / "results.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+                                                  "rows": results}, indent=1))
+    md = render(results, args)
+    (out / "results.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
