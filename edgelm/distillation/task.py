@@ -96,7 +96,7 @@ def task_teacher(cfg: DistillConfig, teacher_path: Path, out: Path, data: PhaseT
     tokenizer = load_tokenizer(teacher_path)
     model = _load_head(teacher_path, data, cfg.seed)
     prefix = EmbeddingRecipe.from_config(model.config, cfg.teacher).prefix
-    model.bert.embeddings.word_embeddings.weight.requires_grad_(False)  # 96 M rows a task never needs to move
+    model.base_model.embeddings.word_embeddings.weight.requires_grad_(False)  # 96 M rows a task never needs to move
     train, dev = data.train, data.dev
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.teacher_lr)
     best, best_state, history = -1.0, None, []
