@@ -89,7 +89,8 @@ def test_api_and_cli_share_defaults():
     for name in ("source", "teacher", "phase", "task"):
         assert default(distill_command, name) == default(edgelm.distill, name)
     assert default(distill_command, "target") == default(edgelm.distill, "target")
-    for name in ("layers", "steps", "batch_size", "lr", "density", "full_epochs", "sparse_epochs", "seed"):
+    for name in ("layers", "steps", "batch_size", "lr", "density", "full_epochs", "sparse_epochs", "seed", "teacher_lr",
+                 "task_lr", "teacher_epochs"):
         assert default(distill_command, name) == getattr(DistillConfig(), name), name
     for name in ("target", "quantize", "overwrite"):
         assert default(export_command, name) == default(edgelm.export, name), name

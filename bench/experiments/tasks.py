@@ -114,6 +114,7 @@ def phase_two(task: str, lang: str, args, data: Path, student: Path, out: Path, 
         tmp.rename(row)
     cmd = [sys.executable, "-m", "edgelm", "distill", "--phase", "task", "--task", str(data), "--teacher", args.teacher,
            "--target", lang, "--out", str(row), *_phase_one_args(args), "--teacher-epochs", str(args.teacher_epochs),
+           "--teacher-lr", str(args.teacher_lr),
            "--full-epochs", str(args.full_epochs), "--sparse-epochs", str(args.sparse_epochs)]
     cmd += _corpus_args(lang, Path(args.data_root))  # the same text as phase 1: the vocabulary must not change
     shared = teachers.get(task) if TASKS[task][2] == "zero-shot" else None
@@ -174,7 +175,7 @@ def _mb(folder: Path) -> float:
 
 def render(results: list[dict], args) -> str:
     lines = [f"Task benchmark ({results[0]['machine']['cpu']}, commit {results[0]['machine']['commit']}; phase 1 "
-             f"{args.steps} steps, task teacher {args.teacher_epochs} epochs, LT-SFT {args.full_epochs}+{args.sparse_epochs}"
+             f"{args.steps} steps, task teacher {args.teacher_epochs} epochs at lr {args.teacher_lr}, LT-SFT {args.full_epochs}+{args.sparse_epochs}"
              f" epochs{f', every split cut to {args.limit} sentences' if args.limit else ''}).", "",
              "| task | language | setting | metric | teacher | student (% of teacher) | int8 bundle (Δ points) | "
              "params M teacher / student | MB teacher / student / bundle | p50 ms @32 teacher / student / bundle "
@@ -215,6 +216,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=600, help="phase-1 steps per target language")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--teacher-epochs", type=int, default=2)
+    ap.add_argument("--teacher-lr", type=float, default=5e-5)
     ap.add_argument("--full-epochs", type=int, default=2)
     ap.add_argument("--sparse-epochs", type=int, default=3)
     ap.add_argument("--runs", type=int, default=30, help="timed calls per model for latency")

@@ -51,6 +51,8 @@ def distill_command(
     sparse_epochs: Annotated[int, typer.Option(help="LT-SFT sparse-training epochs.")] = 6,
     alpha_gold: Annotated[float, typer.Option(help="Weight of the gold-label loss in phase 2.")] = 0.0,
     teacher_epochs: Annotated[int, typer.Option(help="Fine-tuning epochs of the task teacher.")] = 4,
+    teacher_lr: Annotated[float, typer.Option(help="Fine-tuning learning rate of the task teacher.")] = 5e-5,
+    task_lr: Annotated[float, typer.Option(help="Phase-2 (LT-SFT) learning rate of the student.")] = 1e-4,
     task_teacher: Annotated[Optional[str], typer.Option(help="An already task-tuned teacher checkpoint (its head and "
                                                              "labels must be the task's).")] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 100,
@@ -72,7 +74,8 @@ def distill_command(
                       alpha_attn=alpha_attn, alpha_embed=alpha_embed, alpha_parallel=alpha_parallel,
                       alpha_contrastive=alpha_contrastive, density=density, full_epochs=full_epochs,
                       sparse_epochs=sparse_epochs, alpha_gold=alpha_gold, task_teacher=task_teacher,
-                      teacher_epochs=teacher_epochs, checkpoint_every=checkpoint_every, seed=seed)
+                      teacher_epochs=teacher_epochs, teacher_lr=teacher_lr, task_lr=task_lr,
+                      checkpoint_every=checkpoint_every, seed=seed)
     languages = [summary["config"]["source"], *summary["config"]["target"].split(",")]
 
     def render(s: dict) -> None:
