@@ -85,8 +85,9 @@ def distill(target: str | Sequence[str] = "swh_Latn", *, out: PathLike, source: 
     into the run folder `out`; return the run summary (run.json).
 
     `target`: one language, or several (a list or 'a,b') for one shared multi-target student (a routing
-    body). `task`: phase 2's task, `sib200` or the user's own (a folder or file `data.tasks.load_task` reads:
-    sentences to classify, or words to tag). `corpus`: extra unlabelled text per language, a .txt/.txt.gz file or folder (or a list).
+    body). `task`: phase 2's task, `sib200` or the user's own (a folder or file `data.tasks.load_task`
+    reads: sentences to classify, or words to tag). `corpus`: extra unlabelled text per language, a
+    .txt/.txt.gz file or folder (or a list).
     `settings`: any other `distillation.config.DistillConfig` field (layers, steps, batch_size, lr, …);
     `batch_size` sets the task phase's batch too unless `task_batch_size` is given.
     """

@@ -36,7 +36,8 @@ def split_routing(spec: str | os.PathLike[str]) -> tuple[str, str | None]:
     if is_routed(head) or is_bundle(head):
         return head, routing
     if Path(head).exists():
-        raise EdgelmError(f"{head} is not a routed model; a routing (@{routing}) applies to routed models and bundles only")
+        raise EdgelmError(f"{head} is not a routed model; a routing (@{routing}) applies to routed models and "
+                          "bundles only")
     return text, None
 
 

@@ -61,8 +61,8 @@ class Encoder:
     def describe(self) -> dict:
         """What an evaluation report says about the model."""
         config = self.model.config
-        return {"path": str(self.path), "kind": describe_checkpoint(self.path)["kind"], "parameters": self.num_parameters,
-                "layers": getattr(config, "num_hidden_layers", None), "vocab_size": getattr(config, "vocab_size", None),
+        return {"path": str(self.path), "kind": describe_checkpoint(self.path)["kind"],
+                "parameters": self.num_parameters, "layers": getattr(config, "num_hidden_layers", None), "vocab_size": getattr(config, "vocab_size", None),
                 "source": (getattr(config, "edgelm", None) or {}).get("source"), "recipe": self.recipe.as_dict()}
 
     def tokenize(self, texts: list[str]):

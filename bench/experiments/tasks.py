@@ -1,6 +1,7 @@
 """The task benchmark: BiStil students for real tasks in the languages they are for, against their teacher.
 
-    python -m edgelm.benchmarks.experiments.tasks [--rows ner:hau_Latn,pos:hin_Deva] [--steps 600] [--out runs/bench-tasks]
+    python -m edgelm.benchmarks.experiments.tasks [--rows ner:hau_Latn,pos:hin_Deva] [--steps 600]
+        [--teacher-epochs 2] [--teacher-lr 5e-5] [--limit N] [--out runs/bench-tasks]
 
 Rows (default: all twelve): POS (eng -> hin, amh, yor; word accuracy), NER (eng -> swh, hau, yor, amh;
 entity F1), NollySenti (eng -> hau, yor; accuracy), all zero-shot from English labels, and AfriSenti
@@ -51,7 +52,8 @@ def rows_from(spec: str | None) -> list[tuple[str, str]]:
     for item in spec.split(","):
         task, _, lang = item.partition(":")
         if task not in TASKS or lang not in TASKS[task][1]:
-            sys.exit(f"unknown row {item!r}; rows are {', '.join(f'{t}:{l}' for t, (_, ls, _) in TASKS.items() for l in ls)}")
+            every = ", ".join(f"{t}:{l}" for t, (_, ls, _) in TASKS.items() for l in ls)
+            sys.exit(f"unknown row {item!r}; rows are {every}")
         rows.append((task, lang))
     return rows
 
@@ -158,9 +160,9 @@ def score_row(task: str, lang: str, data: Path, row: Path, teacher: Path, out: P
     run = json.loads((row / "run.json").read_text())
     student_run = json.loads((out / "students" / lang / "run.json").read_text())
     teacher_info = run["task"]["task_teacher"]
+    bundle_mb = json.loads((bundle / "manifest.json").read_text())["sizes"]["file_bytes"] / 2**20
     return {"task": task, "language": lang, "setting": run["task_data"]["setting"], "scores": scores,
-            "sizes_mb": {"teacher": _mb(teacher), "student": _mb(row / "task"),
-                         "student int8 bundle": json.loads((bundle / "manifest.json").read_text())["sizes"]["file_bytes"] / 2**20},
+            "sizes_mb": {"teacher": _mb(teacher), "student": _mb(row / "task"), "student int8 bundle": bundle_mb},
             "latency_p50_ms_32_tokens": {"teacher": p50[str(teacher)], "student": p50[str(row / "task")],
                                          "student int8 bundle": p50[str(bundle)]},
             "train_seconds": {"phase1": student_run.get("general", {}).get("train_seconds"),
@@ -175,8 +177,9 @@ def _mb(folder: Path) -> float:
 
 def render(results: list[dict], args) -> str:
     lines = [f"Task benchmark ({results[0]['machine']['cpu']}, commit {results[0]['machine']['commit']}; phase 1 "
-             f"{args.steps} steps, task teacher {args.teacher_epochs} epochs at lr {args.teacher_lr}, LT-SFT {args.full_epochs}+{args.sparse_epochs}"
-             f" epochs{f', every split cut to {args.limit} sentences' if args.limit else ''}).", "",
+             f"{args.steps} steps, task teacher {args.teacher_epochs} epochs at lr {args.teacher_lr}, LT-SFT "
+             f"{args.full_epochs}+{args.sparse_epochs} epochs"
+             f"{f', every split cut to {args.limit} sentences' if args.limit else ''}).", "",
              "| task | language | setting | metric | teacher | student (% of teacher) | int8 bundle (Δ points) | "
              "params M teacher / student | MB teacher / student / bundle | p50 ms @32 teacher / student / bundle "
              "(× faster) | train s (phase 1 / teacher / phase 2) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
