@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from edgelm.errors import EdgelmError
@@ -104,15 +105,14 @@ def _cache(texts_ids: list[list[int]], body, teacher, to_teacher: torch.Tensor, 
            label: str, batch: int = 32) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor | None]:
     """Body states, teacher last states and teacher sentence embeddings of every sentence
     (body states only when `teacher` is None: text the router sees but no expert trains on)."""
+    from edgelm.distillation.general import TokenizedCorpus
+
+    corpus = TokenizedCorpus(texts_ids)
     b_out, t_out, t_emb = [], [], []
     with progress_bar(f"caching {label}", len(texts_ids), "sent") as advance:
         for start in range(0, len(texts_ids), batch):
             rows = texts_ids[start : start + batch]
-            width = max(len(r) for r in rows)
-            ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for k, r in enumerate(rows):
-                ids[k, : len(r)], mask[k, : len(r)] = torch.tensor(r), 1
+            ids, mask = corpus.batch(np.arange(start, start + len(rows)), pad_id)
             if body is not None:
                 bh = body(input_ids=ids, attention_mask=mask).last_hidden_state
                 b_out += [bh[k, : len(r)].clone() for k, r in enumerate(rows)]

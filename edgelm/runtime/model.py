@@ -60,10 +60,15 @@ def pad_to_bucket(ids: np.ndarray, mask: np.ndarray, buckets: list[int] | None,
     return np.pad(ids, grow, constant_values=pad_id), np.pad(mask, grow, constant_values=0)
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities over the last axis."""
+    z = np.exp(logits - logits.max(-1, keepdims=True))
+    return z / z.sum(-1, keepdims=True)
+
+
 def predictions(logits: np.ndarray, labels: list[str]) -> list[dict]:
     """Per row of class logits: the label, its probability and every class's probability."""
-    z = np.exp(logits - logits.max(1, keepdims=True))
-    probs = z / z.sum(1, keepdims=True)
+    probs = softmax(logits)
     return [{"label": labels[int(p.argmax())], "score": float(p.max()),
              "probabilities": dict(zip(labels, map(float, p)))} for p in probs]
 
@@ -173,14 +178,16 @@ class Model:
                                   f"largest bucket ({self.max_length}); shorten it or drop --strict to truncate")
             self.truncated += len(too_long)
             warnings.warn(f"{len(too_long)} text(s) longer than {self.max_length} tokens were truncated", stacklevel=2)
-        rows = [e.ids if len(e.ids) <= self.max_length else e.ids[: self.max_length - 1] + e.ids[-1:] for e in encs]
+        return self.padded([e.ids if len(e.ids) <= self.max_length else e.ids[: self.max_length - 1] + e.ids[-1:]
+                            for e in encs])
+
+    def padded(self, rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """Token id rows (int64) with their mask, padded to the longest row, or to its bucket."""
         width = max(len(r) for r in rows)
-        pad = self.bundle.config.get("pad_id", 1)
-        ids = np.full((len(rows), width), pad, dtype=np.int64)
+        ids = np.full((len(rows), width), self.bundle.config.get("pad_id", 1), dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)
         for i, r in enumerate(rows):
-            ids[i, : len(r)] = r
-            mask[i, : len(r)] = 1
+            ids[i, : len(r)], mask[i, : len(r)] = r, 1
         return self.encode_ids(ids, mask)
 
     def encode_ids(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -285,7 +292,6 @@ class TaggingModel(WordTagging, Model):
         from edgelm.words import first_subwords
 
         head = self.prefix.split()
-        pad = self.bundle.config.get("pad_id", 1)
         out: list[list] = []
         for start in range(0, len(sentences), batch_size):
             chunk = sentences[start : start + batch_size]
@@ -298,14 +304,7 @@ class TaggingModel(WordTagging, Model):
                     ids, word_ids = ids[: self.max_length - 1] + ids[-1:], word_ids[: self.max_length - 1] + [None]
                 rows.append(ids)
                 firsts.append(first_subwords(word_ids, len(head), len(words)))
-            width = max(len(r) for r in rows)
-            ids = np.full((len(rows), width), pad, dtype=np.int64)
-            mask = np.zeros((len(rows), width), dtype=np.int64)
-            for i, r in enumerate(rows):
-                ids[i, : len(r)], mask[i, : len(r)] = r, 1
-            logits = np.asarray(self.backend(*self.encode_ids(ids, mask)), dtype=np.float32)
-            z = np.exp(logits - logits.max(-1, keepdims=True))
-            probs = z / z.sum(-1, keepdims=True)
+            probs = softmax(np.asarray(self.backend(*self.padded(rows)), dtype=np.float32))
             out += [[probs[k, p] if p >= 0 else None for p in first] for k, first in enumerate(firsts)]
         return out
 
