@@ -80,14 +80,16 @@ def distill(target: str | Sequence[str] = "swh_Latn", *, out: PathLike, source: 
             teacher: str = "e5-small", phase: str = "both", task: PathLike = "sib200",
             corpus: Mapping[str, PathLike | Sequence[PathLike]] | None = None, data: PathLike | None = None,
             use_bundled: bool = True, resume: bool = False, overwrite: bool = False, threads: int | None = None,
-            **settings) -> dict:
+            bitext: Sequence[str] = (), **settings) -> dict:
     """Distil a bilingual student (BiStil: trim the vocabulary, drop layers, distil; then the task phase)
     into the run folder `out`; return the run summary (run.json).
 
     `target`: one language, or several (a list or 'a,b') for one shared multi-target student (a routing
     body). `task`: phase 2's task, `sib200` or the user's own (a folder or file `data.tasks.load_task`
     reads: sentences to classify, or words to tag). `corpus`: extra unlabelled text per language, a
-    .txt/.txt.gz file or folder (or a list).
+    .txt/.txt.gz file or folder (or a list). `bitext`: sentence pairs of the source and a target that
+    anchor each target sentence to its translation: a TSV with a `LANG<TAB>LANG` header, or
+    `LANG=FILE,LANG=FILE` (two line-aligned files); `data.bitext.read_bitext` reads them.
     `settings`: any other `distillation.config.DistillConfig` field (layers, steps, batch_size, lr, …);
     `batch_size` sets the task phase's batch too unless `task_batch_size` is given.
     """
@@ -108,9 +110,12 @@ def distill(target: str | Sequence[str] = "swh_Latn", *, out: PathLike, source: 
                                   "task": str(task),
                                   "target": ",".join(normalize_language(t, have) if t else "" for t in targets),
                                   **settings}, "distill")
+    from edgelm.data.bitext import read_bitext
+
+    bitexts = [read_bitext(str(spec), have) for spec in ([bitext] if isinstance(bitext, str) else bitext)]
     _set_threads(threads)
     return run_distill(cfg, Path(out), data_root=root, corpora_paths=_corpus_paths(corpus, have), resume=resume,
-                       overwrite=overwrite, use_bundled=use_bundled)
+                       overwrite=overwrite, use_bundled=use_bundled, bitexts=bitexts)
 
 
 def _domains(domains: str | Sequence[str], root: Path | None, have: list[str]) -> tuple[str, tuple[str, ...]]:

@@ -43,3 +43,8 @@ def progress_bar(description: str, total: float | None, unit: str = "it",
             bar.update(task, rate=f"{speed:.1f} {unit}/s" if speed else "")
 
         yield advance
+
+
+def notice(text: str) -> None:
+    """A one-line note for the person running the job (stderr, like the bars): what was decided and why."""
+    print(text, file=sys.stderr, flush=True)

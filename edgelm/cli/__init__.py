@@ -45,7 +45,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="edgelm")
     except EdgelmError as exc:
-        err.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        from rich.markup import escape
+
+        err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted")

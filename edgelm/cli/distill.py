@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -36,6 +37,8 @@ def distill_command(
     layer_reduction: Annotated[Optional[int], typer.Option(help="Instead of --layers: keep teacher layers // this (BiStil's LRF).")] = None,
     layer_selection: Annotated[str, typer.Option(help="Teacher layers to copy: top-of-block (BiStil), bottom, or a list 0,1,2,3.")] = "top-of-block",
     corpus: Annotated[list[str], typer.Option(help="Extra unlabeled text, LANG=PATH (.txt/.txt.gz file or folder); repeatable.")] = [],  # noqa: B006
+    bitext: Annotated[list[str], typer.Option(help="Sentence pairs of the source and a target (parallel anchors): a TSV "
+                                                   "with a LANG<TAB>LANG header, or LANG=FILE,LANG=FILE; repeatable.")] = [],  # noqa: B006
     no_bundled: Annotated[bool, typer.Option("--no-bundled", help="Do not use SIB-200 train/dev text as corpus.")] = False,
     steps: Annotated[int, typer.Option(help="Phase-1 optimizer steps.")] = 2000,
     batch_size: Annotated[int, typer.Option(help="Sentences per batch.")] = 16,
@@ -57,6 +60,15 @@ def distill_command(
                                                              "labels must be the task's).")] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 100,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps (auto: CUDA, then MPS, then the CPU). Under "
+                                             "torchrun each rank takes the GPU of its LOCAL_RANK.")] = "auto",
+    precision: Annotated[str, typer.Option(help="fp32 | bf16 | fp16: autocast for the forward passes (fp16 with a "
+                                                "loss scaler, on a GPU only).")] = "fp32",
+    grad_accum: Annotated[int, typer.Option(help="Micro-batches per global batch on each rank: the same --batch-size "
+                                                 "in less memory.")] = 1,
+    teacher_cache: Annotated[bool, typer.Option(help="Phase 1: keep the teacher's targets in RAM after each sentence's "
+                                                     "first pass (it prints the RAM it needs), instead of running "
+                                                     "the teacher every step.")] = False,
     threads: Annotated[Optional[int], typer.Option(help="torch threads.")] = None,
     data: Annotated[Optional[Path], typer.Option(help="Data folder.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
@@ -67,7 +79,7 @@ def distill_command(
     from edgelm.api import distill
 
     summary = distill(target, out=out_dir, teacher=teacher, source=source, phase=phase, task=task,
-                      corpus=parse_corpora(corpus),
+                      corpus=parse_corpora(corpus), bitext=bitext,
                       data=data, use_bundled=not no_bundled, resume=resume, overwrite=overwrite, threads=threads,
                       layers=layers, layer_reduction=layer_reduction, layer_selection=layer_selection, steps=steps,
                       batch_size=batch_size, lr=lr, vocab_threshold=vocab_threshold, alpha_hidden=alpha_hidden,
@@ -75,7 +87,10 @@ def distill_command(
                       alpha_contrastive=alpha_contrastive, density=density, full_epochs=full_epochs,
                       sparse_epochs=sparse_epochs, alpha_gold=alpha_gold, task_teacher=task_teacher,
                       teacher_epochs=teacher_epochs, teacher_lr=teacher_lr, task_lr=task_lr,
-                      checkpoint_every=checkpoint_every, seed=seed)
+                      checkpoint_every=checkpoint_every, seed=seed, device=device, precision=precision,
+                      grad_accum=grad_accum, teacher_cache=teacher_cache)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
+        return
     languages = [summary["config"]["source"], *summary["config"]["target"].split(",")]
 
     def render(s: dict) -> None:

@@ -25,13 +25,15 @@ def _render(report: dict) -> None:
         title = (f"SIB-200 test, probe trained on {sib['source']} (C={sib['probe']['C']}, dev acc "
                  f"{sib['probe']['dev_accuracy']:.3f})" if sib["source"] else "SIB-200 test, the model's own head")
         out.print(table(title, ["language", "accuracy", "macro-F1", "n"], rows))
-    if "tatoeba" in report:
-        rows = [[s["language"], s["to_eng"], s["from_eng"], s["accuracy"], s["n"]] for s in report["tatoeba"]["scores"]]
+    for name, title in (("tatoeba", "Tatoeba"), ("ntrex", "NTREX-128 (news)")):
+        if name not in report:
+            continue
+        rows = [[s["language"], s["to_eng"], s["from_eng"], s["accuracy"], s["n"]] for s in report[name]["scores"]]
         if len(rows) > 1:
             rows.append(["mean", *(sum(r[i] for r in rows) / len(rows) for i in (1, 2, 3)), ""])
-        out.print(table("Tatoeba retrieval accuracy", ["language", "xx→eng", "eng→xx", "mean", "n"], rows))
+        out.print(table(f"{title} retrieval accuracy", ["language", "xx→eng", "eng→xx", "mean", "n"], rows))
     for name, result in report.items():
-        if isinstance(result, dict) and "scores" in result and name not in ("sib200", "tatoeba"):
+        if isinstance(result, dict) and "scores" in result and name not in ("sib200", "tatoeba", "ntrex"):
             out.print(table(f"{name} ({result['kind']}, {result['scorer']})", *_task_rows(result)))
     out.print(f"[dim]{report['elapsed_s']} s, {report['settings']['threads'] or 'default'} threads"
               + (f", data {report['data']}" if report["data"] else "") + "[/dim]")
@@ -62,7 +64,7 @@ def _render_matrix(m: dict) -> None:
 def eval_command(
     models: Annotated[list[str], typer.Argument(help="Model(s): a bundled teacher name (e5-small), a checkpoint folder or "
                                                      "a hub id; several with --domains.")],
-    task: Annotated[Optional[list[str]], typer.Option("--task", "-t", help="sib200, tatoeba, or your own task: a folder "
+    task: Annotated[Optional[list[str]], typer.Option("--task", "-t", help="sib200, tatoeba, ntrex (news retrieval), or your own task: a folder "
                                                       "of train/dev/test files or one file with a split column "
                                                       "(TSV/CSV/JSONL text+label, or CoNLL word<TAB>tag); repeatable; "
                                                       "one with --domains (default sib200).")] = None,

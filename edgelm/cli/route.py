@@ -36,6 +36,8 @@ def train_command(
     corpus: Annotated[list[str], typer.Option(help="Extra domain text, DOMAIN=PATH (.txt/.txt.gz or folder); repeatable.")] = [],  # noqa: B006
     no_bundled: Annotated[bool, typer.Option("--no-bundled", help="Do not use SIB-200 train/dev text.")] = False,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps (auto: CUDA, then MPS, then the CPU).")] = "auto",
+    precision: Annotated[str, typer.Option(help="fp32 | bf16 | fp16 (autocast; fp16 on a GPU only).")] = "fp32",
     threads: Annotated[Optional[int], typer.Option(help="torch threads.")] = None,
     data: Annotated[Optional[Path], typer.Option(help="Data folder.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace --out.")] = False,
@@ -49,7 +51,7 @@ def train_command(
                  corpus=parse_corpora(corpus), data=data, use_bundled=not no_bundled, overwrite=overwrite,
                  threads=threads, expert_layers=expert_layers, always_general=always_general, steps=steps,
                  router_steps=router_steps, balance=balance, tau=tau, k_max=k_max, lr=lr, batch_size=batch_size,
-                 seed=seed)
+                 seed=seed, device=device, precision=precision)
 
     def render(m: dict) -> None:
         r = m["training"]["router"]

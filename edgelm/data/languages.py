@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 from edgelm.errors import EdgelmError, did_you_mean
@@ -62,3 +63,11 @@ def tatoeba_code(code: str) -> str | None:
     """The Tatoeba file code of a canonical language code, if it has one."""
     lang = LANGUAGES.get(code)
     return lang.tatoeba if lang else code.split("_")[0]
+
+
+def char_script(ch: str) -> str:
+    """A coarse script name for one character: LATIN, ETHIOPIC, CJK, ... or COMMON for non-letters."""
+    if not unicodedata.category(ch).startswith(("L", "M")):
+        return "COMMON"
+    name = unicodedata.name(ch, "")
+    return name.split()[0] if name else "UNKNOWN"

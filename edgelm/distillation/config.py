@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 from edgelm.errors import EdgelmError
 
 PHASES = ("general", "task", "both")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,11 @@ class DistillConfig:
     alpha_task_hidden: float = 1.0
     alpha_task_attn: float = 1.0
     seed: int = 0
+    # hardware: where and how the steps run (not part of the run's identity: a run may resume elsewhere)
+    device: str = "auto"  # auto | cpu | cuda | mps (auto: CUDA, then MPS, then the CPU)
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 with a loss scaler, GPU only)
+    grad_accum: int = 1  # micro-batches per global batch on each rank (the batch stays --batch-size)
+    teacher_cache: bool = False  # keep the teacher's phase-1 targets in RAM after a sentence's first pass
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -67,7 +74,12 @@ class DistillConfig:
             raise EdgelmError(f"source and target are both {self.source}: a bilingual student needs two languages")
         if len(set(self.targets)) != len(self.targets):
             raise EdgelmError(f"--target {self.target} names a language twice")
-        for name in ("steps", "batch_size", "max_length", "checkpoint_every", "layers", "task_batch_size"):
+        if self.device not in DEVICES:
+            raise EdgelmError(f"--device must be one of {', '.join(DEVICES)}, not {self.device!r}")
+        if self.precision not in PRECISIONS:
+            raise EdgelmError(f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        for name in ("steps", "batch_size", "max_length", "checkpoint_every", "layers", "task_batch_size",
+                     "grad_accum"):
             if getattr(self, name) < 1:
                 raise EdgelmError(f"--{name.replace('_', '-')} must be at least 1")
         if self.layer_reduction is not None and self.layer_reduction < 1:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,13 +18,15 @@ import torch
 import torch.nn.functional as F
 
 from edgelm.distillation.batches import BalancedBatches
-from edgelm.distillation.state import load_checkpoint, save_checkpoint
 from edgelm.distillation.config import DistillConfig
+from edgelm.distillation.hardware import Hardware
 from edgelm.distillation.losses import attention_mse, embedding_cosine, hidden_mse
+from edgelm.distillation.state import load_checkpoint, save_checkpoint
 from edgelm.distillation.student import layer_map
+from edgelm.distillation.targets import Targets, TeacherTargets
 from edgelm.errors import EdgelmError
 from edgelm.kernels.pooling import masked_mean_torch
-from edgelm.progress import progress_bar
+from edgelm.progress import notice, progress_bar
 
 LOG_FIELDS = ("step", "language", "loss", "hidden", "attn", "embed", "parallel", "contrastive", "lr", "elapsed_s")
 
@@ -64,120 +67,212 @@ class TokenizedCorpus:
             mask[k, : len(r)] = 1
         return ids, mask
 
+    def lengths(self, indices: np.ndarray) -> np.ndarray:
+        """Token counts (special tokens included) of the sentences `indices`."""
+        return np.array([len(self.ids[i]) for i in indices], dtype=np.int64)
 
-def distillation_terms(cfg: DistillConfig, s_out, t_out, mask, lmap) -> dict[str, torch.Tensor]:
-    """The weighted phase-1 loss terms between student and teacher outputs."""
+
+@dataclass(frozen=True)
+class BatchCounts:
+    """What a whole global batch's losses divide by, so that its micro-batches' losses add up to it."""
+
+    sentences: int
+    tokens: int
+    pairs: int  # (query, key) pairs of real tokens, per head: the sum of squared lengths
+    anchored: int  # sentences with a translation anchor (the parallel term)
+
+    @classmethod
+    def of(cls, lengths: np.ndarray, anchored: int = 0) -> BatchCounts:
+        lengths = np.asarray(lengths, dtype=np.int64)
+        return cls(len(lengths), int(lengths.sum()), int((lengths ** 2).sum()), anchored)
+
+
+def distillation_terms(cfg: DistillConfig, s_out, t: Targets, mask, lmap, counts: BatchCounts | None = None
+                       ) -> dict[str, torch.Tensor]:
+    """The weighted phase-1 loss terms between student outputs and the teacher's targets `t`.
+
+    With `counts`, every term is divided by the whole global batch's counts, not this piece's.
+    """
+    tokens, pairs, sentences = (counts.tokens, counts.pairs, counts.sentences) if counts else (None, None, None)
     terms = {}
     if cfg.alpha_hidden:
-        terms["hidden"] = cfg.alpha_hidden * hidden_mse(s_out.hidden_states, t_out.hidden_states, lmap, mask)
+        terms["hidden"] = cfg.alpha_hidden * hidden_mse(s_out.hidden_states, t.hidden, lmap, mask, tokens)
     if cfg.alpha_attn:
-        terms["attn"] = cfg.alpha_attn * attention_mse(s_out.attentions, t_out.attentions, lmap, mask)
+        terms["attn"] = cfg.alpha_attn * attention_mse(s_out.attentions, t.attentions, lmap, mask, pairs)
     if cfg.alpha_embed:
         terms["embed"] = cfg.alpha_embed * embedding_cosine(
-            s_out.hidden_states[-1], t_out.hidden_states[-1], mask)
+            s_out.hidden_states[-1], t.hidden[t.last], mask, sentences)
     return terms
 
 
 @torch.no_grad()
 def teacher_sentence_embeddings(teacher, corpus: TokenizedCorpus, to_teacher: torch.Tensor, pad_id: int,
-                                batch_size: int = 64) -> torch.Tensor:
-    """Mean-pooled teacher embeddings of every sentence of `corpus` (the parallel loss's targets)."""
+                                batch_size: int = 64, rows: np.ndarray | None = None, device=None,
+                                autocast=nullcontext) -> torch.Tensor:
+    """Mean-pooled teacher embeddings of the sentences `rows` of `corpus` (default: all): the parallel
+    loss's targets."""
+    rows = np.arange(len(corpus.ids)) if rows is None else np.asarray(rows)
     out = []
-    for start in range(0, len(corpus.ids), batch_size):
-        ids, mask = corpus.batch(np.arange(start, min(start + batch_size, len(corpus.ids))), pad_id)
-        out.append(masked_mean_torch(teacher(input_ids=to_teacher[ids], attention_mask=mask).last_hidden_state, mask))
-    return torch.cat(out)
+    for start in range(0, len(rows), batch_size):
+        ids, mask = (x.to(device) for x in corpus.batch(rows[start : start + batch_size], pad_id))
+        with autocast():
+            hidden = teacher(input_ids=to_teacher[ids], attention_mask=mask).last_hidden_state
+        out.append(masked_mean_torch(hidden.float(), mask))
+    return torch.cat(out) if out else torch.zeros(0, teacher.config.hidden_size, device=device)
 
 
 def train_general(cfg: DistillConfig, teacher, student, kept_ids: np.ndarray, corpora: dict[str, TokenizedCorpus],
                   out_dir: Path, *, pad_id: int, resume: bool, pairs: dict[str, list[int]] | None = None,
-                  source: str | None = None) -> dict:
+                  source: str | None = None, hardware: Hardware | None = None, teacher_cache: bool = False) -> dict:
     """Run phase 1 in `out_dir`, resuming from its checkpoint when asked; return a summary.
 
     `pairs[lang][i]` is the index in the `source` corpus of sentence i's translation (-1: none).
+    `hardware`: device, precision and the torchrun world (default: one CPU process, fp32). Each global
+    batch is a pure function of (seed, step); every rank takes its share of it, so any world size and
+    accumulation follow the same trajectory (up to float summation order).
     """
+    hw = hardware or Hardware.resolve()
+    world, device = hw.world, hw.device
     torch.manual_seed(cfg.seed)
     t_layers, s_layers = teacher.config.num_hidden_layers, student.config.num_hidden_layers
     lmap = layer_map(t_layers, s_layers)
-    to_teacher = torch.as_tensor(kept_ids, dtype=torch.long)
+    to_teacher = torch.as_tensor(kept_ids, dtype=torch.long, device=device)
     sizes = {lang: len(c.ids) for lang, c in corpora.items()}
     too_small = [lang for lang, n in sizes.items() if n < cfg.batch_size]
     if too_small:
         raise EdgelmError(f"corpus for {too_small[0]} has {sizes[too_small[0]]} sentences, fewer than one batch "
                           f"of {cfg.batch_size}")
+    split_note = hw.check_batch(cfg.batch_size)
+    say = notice if world.main else (lambda text: None)
+    if split_note:
+        say(split_note)
     batches = BalancedBatches(sizes, cfg.batch_size, cfg.seed)
+    teacher.to(device).eval()
+    if device.type != "cpu" and hw.precision.name != "fp32":
+        teacher.to(hw.precision.dtype)  # frozen: its weights can live at the reduced precision
+    student.to(device)
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scaler = hw.precision.scaler()
     ckpt = out_dir / "checkpoints" / "general"
     log_path = out_dir / "general_log.csv"
     step, elapsed_before = 0, 0.0
     if resume and (ckpt / "state.json").is_file():
         state = load_checkpoint(ckpt, student, opt)
         step, elapsed_before = state["step"], state["elapsed_s"]
-    _truncate_log(log_path, step)
+    if world.main:
+        _truncate_log(log_path, step)
+    model = world.wrap(student, device)  # after the checkpoint: DDP starts every rank from rank 0's weights
 
-    teacher.eval()
+    targets = TeacherTargets(teacher, to_teacher, lmap, attentions=bool(cfg.alpha_attn),
+                             autocast=hw.precision.autocast, cache=teacher_cache)
+    if teacher_cache:
+        reads = cfg.steps * cfg.batch_size / max(1, sum(sizes.values()))
+        targets.check_fits([len(r) for c in corpora.values() for r in c.ids], say)
+        if reads < 1.5:
+            say(f"teacher cache: this run reads each sentence about {reads:.1f} times, so the cache saves little")
     # Each sentence's anchor in the teacher's source-language space: its own embedding for source
-    # sentences, its translation's for target sentences that have one (index -1: none).
+    # sentences, its translation's for target sentences that have one (index -1: none). Only the
+    # source sentences some anchor points at are embedded (all of them for the contrastive term).
     parallel, src_emb = {}, None
     if source in corpora and (cfg.alpha_parallel or cfg.alpha_contrastive) and pairs:
-        src_emb = F.normalize(teacher_sentence_embeddings(teacher, corpora[source], to_teacher, pad_id), dim=-1)
-        parallel[source] = torch.arange(len(corpora[source].ids))
+        needed = (np.arange(sizes[source]) if cfg.alpha_contrastive else
+                  np.unique(np.concatenate([np.asarray(v, dtype=np.int64) for v in pairs.values()] + [np.zeros(0, np.int64)])))
+        needed = needed[needed >= 0]
+        row_of = torch.full((sizes[source],), -1, dtype=torch.long)
+        row_of[torch.as_tensor(needed, dtype=torch.long)] = torch.arange(len(needed))
+        src_emb = F.normalize(teacher_sentence_embeddings(teacher, corpora[source], to_teacher, pad_id, rows=needed,
+                                                          device=device, autocast=hw.precision.autocast), dim=-1)
+        parallel[source] = row_of.to(device)
         for lang, idx in pairs.items():
-            parallel[lang] = torch.as_tensor(idx, dtype=torch.long)
+            idx = torch.as_tensor(idx, dtype=torch.long)
+            parallel[lang] = torch.where(idx >= 0, row_of[idx.clamp(min=0)], idx).to(device)
     student.train()
     started = time.perf_counter()
     last = {}
-    with open(log_path, "a", newline="") as log_fh, progress_bar(
-            "phase 1 (general)", cfg.steps, "step") as advance:
-        writer = csv.DictWriter(log_fh, LOG_FIELDS)
-        if log_fh.tell() == 0:
+    names = ("hidden", "attn", "embed", "parallel", "contrastive")
+    with open(log_path, "a", newline="") if world.main else nullcontext() as log_fh, progress_bar(
+            "phase 1 (general)", cfg.steps, "step", enabled=None if world.main else False) as advance:
+        writer = csv.DictWriter(log_fh, LOG_FIELDS) if world.main else None
+        if writer is not None and log_fh.tell() == 0:
             writer.writeheader()
         advance(step)
         while step < cfg.steps:
             lang, idx = batches(step)
-            ids, mask = corpora[lang].batch(idx, pad_id)
-            with torch.no_grad():
-                t_out = teacher(input_ids=to_teacher[ids], attention_mask=mask, output_hidden_states=True,
-                                output_attentions=bool(cfg.alpha_attn))
-            s_out = student(input_ids=ids, attention_mask=mask, output_hidden_states=True,
-                            output_attentions=bool(cfg.alpha_attn))
-            terms = distillation_terms(cfg, s_out, t_out, mask, lmap)
-            if lang in parallel:
-                anchor = parallel[lang][torch.as_tensor(idx, dtype=torch.long)]
-                keep = anchor >= 0
-                if keep.any():
-                    emb = F.normalize(masked_mean_torch(s_out.hidden_states[-1], mask)[keep], dim=-1)
-                    if cfg.alpha_parallel and lang != source:
-                        terms["parallel"] = cfg.alpha_parallel * (1 - (emb * src_emb[anchor[keep]]).sum(-1)).mean()
-                    if cfg.alpha_contrastive:
-                        logits = emb @ src_emb.T / cfg.contrastive_temperature
-                        terms["contrastive"] = cfg.alpha_contrastive * F.cross_entropy(logits, anchor[keep])
-            loss = sum(terms.values())
-            if not torch.isfinite(loss):
-                raise EdgelmError(f"loss became {loss.item()} at step {step}; lower --lr")
+            anchors = parallel.get(lang)
+            counts = BatchCounts.of(corpora[lang].lengths(idx), 0 if anchors is None else
+                                    int((anchors[torch.as_tensor(idx, device=device)] >= 0).sum()))
+            opt.zero_grad(set_to_none=True)
+            total = torch.zeros(len(names), dtype=torch.float64)
+            parts = hw.my_parts(idx)
+            for k, part in enumerate(parts):
+                sync = k == len(parts) - 1
+                with (model.no_sync() if world.size > 1 and not sync else nullcontext()):
+                    ids, mask = (x.to(device) for x in corpora[lang].batch(part, pad_id))
+                    t = targets(lang, part, ids, mask)
+                    with hw.precision.autocast():
+                        s_out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True,
+                                      output_attentions=bool(cfg.alpha_attn))
+                    terms = distillation_terms(cfg, s_out, t, mask, lmap, counts)
+                    if anchors is not None:
+                        terms.update(_parallel_terms(cfg, s_out, mask, anchors[torch.as_tensor(part, device=device)],
+                                                     src_emb, counts, lang == source))
+                    loss = sum(terms.values())
+                    # DDP averages gradients over ranks; the pieces' losses are already fractions of the
+                    # global batch's, so scale back up by the world size.
+                    scaler.scale(loss * world.size).backward()
+                total += torch.tensor([float(terms[n].detach()) if n in terms else 0.0 for n in names],
+                                      dtype=torch.float64)
+            total = world.all_sum(total)
+            loss_value = float(total.sum())
+            if not np.isfinite(loss_value):
+                raise EdgelmError(f"loss became {loss_value} at step {step}; lower --lr"
+                                  + (" or use --precision bf16/fp32" if hw.precision.name == "fp16" else ""))
             lr = lr_at(step, cfg)
             for group in opt.param_groups:
                 group["lr"] = lr
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.step(opt)
+            scaler.update()
             step += 1
-            last = {k: float(v.detach()) for k, v in terms.items()}
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                writer.writerow({"step": step, "language": lang, "loss": f"{loss.item():.6f}",
+            last = {n: float(v) for n, v in zip(names, total) if v or n in ("hidden", "embed")}
+            if writer is not None and (step % cfg.log_every == 0 or step == cfg.steps):
+                writer.writerow({"step": step, "language": lang, "loss": f"{loss_value:.6f}",
                                  "hidden": f"{last.get('hidden', 0):.6f}", "attn": f"{last.get('attn', 0):.8f}",
                                  "embed": f"{last.get('embed', 0):.6f}", "parallel": f"{last.get('parallel', 0):.6f}",
                                  "contrastive": f"{last.get('contrastive', 0):.6f}",
                                  "lr": f"{lr:.3e}",
                                  "elapsed_s": f"{elapsed_before + time.perf_counter() - started:.1f}"})
                 log_fh.flush()
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            if world.main and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
                 save_checkpoint(ckpt, student, opt, {"step": step,
                                                      "elapsed_s": elapsed_before + time.perf_counter() - started})
-            advance(1, info=f"loss {loss.item():.4f}")
-    student.eval()
-    return {"steps": step, "final_terms": last, "layer_map": lmap,
-            "train_seconds": round(elapsed_before + time.perf_counter() - started, 1)}
+            advance(1, info=f"loss {loss_value:.4f}")
+    student.to("cpu").eval()
+    summary = {"steps": step, "final_terms": {k: v for k, v in last.items() if k in terms or v}, "layer_map": lmap,
+               "train_seconds": round(elapsed_before + time.perf_counter() - started, 1),
+               "hardware": hw.describe()}
+    if teacher_cache:
+        summary["teacher_cache"] = {"sentences_cached": len(targets.store), "teacher_passes": targets.computed,
+                                    "reused": targets.reused}
+    return summary
+
+
+def _parallel_terms(cfg: DistillConfig, s_out, mask, anchor: torch.Tensor, src_emb: torch.Tensor,
+                    counts: BatchCounts, is_source: bool) -> dict[str, torch.Tensor]:
+    """The parallel (and contrastive) terms of one piece of a global batch, normalised over the batch.
+
+    `anchor[i]`: the row of `src_emb` holding the teacher's embedding of sentence i's source version (-1: none).
+    """
+    keep = anchor >= 0
+    terms = {}
+    if not keep.any():
+        return terms
+    emb = F.normalize(masked_mean_torch(s_out.hidden_states[-1].float(), mask)[keep], dim=-1)
+    if cfg.alpha_parallel and not is_source:
+        terms["parallel"] = cfg.alpha_parallel * (1 - (emb * src_emb[anchor[keep]]).sum(-1)).sum() / counts.anchored
+    if cfg.alpha_contrastive:
+        logits = emb @ src_emb.T / cfg.contrastive_temperature
+        terms["contrastive"] = cfg.alpha_contrastive * F.cross_entropy(logits, anchor[keep], reduction="sum") / counts.anchored
+    return terms
 
 
 def _truncate_log(path: Path, step: int) -> None:

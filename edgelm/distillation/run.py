@@ -15,12 +15,15 @@ import errno
 import json
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from edgelm.atomic import atomic_write_text
+from edgelm.data.bitext import Bitext
 from edgelm.data.corpus import read_corpus
+from edgelm.data.ntrex import ntrex_languages
 from edgelm.data.sib200 import load_sib200, sib200_languages
 from edgelm.data.tatoeba import load_tatoeba, tatoeba_languages
 from edgelm.distillation.config import DistillConfig
@@ -30,14 +33,15 @@ RUN_FILE = "run.json"
 
 
 def collect_corpora(cfg: DistillConfig, data_root: Path | None, user: dict[str, list[Path]],
-                    use_bundled: bool = True) -> tuple[dict[str, list[str]], dict]:
-    """Unlabeled training text per language, never from an evaluation test set.
+                    use_bundled: bool = True, bitexts: Sequence[Bitext] = ()) -> tuple[dict[str, list[str]], dict]:
+    """Unlabeled training text per language, never from an evaluation set.
 
-    Bundled: SIB-200 train + dev of each language. SIB-200 test and all of Tatoeba are evaluation
-    sets: any sentence of theirs found in the training text (bundled or user corpora) is removed,
-    and how many were removed is reported.
+    Bundled: SIB-200 train + dev of each language. Then the user's corpora and both sides of their
+    bitext. SIB-200 test, all of Tatoeba and all of NTREX are evaluation sets: any sentence of theirs
+    found in the training text is removed, and how many were removed is reported.
     """
     have_sib = sib200_languages(data_root) if data_root else []
+    have_ntrex = ntrex_languages(data_root) if data_root else []
     corpora: dict[str, list[str]] = {}
     report: dict = {}
     for lang in cfg.languages:
@@ -53,6 +57,10 @@ def collect_corpora(cfg: DistillConfig, data_root: Path | None, user: dict[str, 
             texts += c.lines
             non_utf8 += c.skipped_non_utf8
             sources.append(str(path))
+        for bitext in bitexts:
+            if lang in bitext.languages:
+                texts += [p[bitext.side(lang)] for p in bitext.pairs]
+                sources.append(f"bitext {bitext.origin}")
         held_out: set[str] = set()
         if data_root and lang in have_sib:
             held_out |= {r.text for r in load_sib200(data_root, lang, "test")}
@@ -60,6 +68,8 @@ def collect_corpora(cfg: DistillConfig, data_root: Path | None, user: dict[str, 
             for other in tatoeba_languages(data_root):
                 src, eng = load_tatoeba(data_root, other)
                 held_out |= set(eng if lang == "eng_Latn" else (src if other == lang else []))
+        if lang in have_ntrex:
+            held_out |= set((data_root / "parallel" / "ntrex" / f"{lang}.txt").read_text(encoding="utf-8").splitlines())
         kept = [t for t in dict.fromkeys(texts) if t not in held_out]
         report[lang] = {"sources": sources, "sentences": len(kept), "duplicates_dropped": len(texts) - len(set(texts)),
                         "test_sentences_excluded": len(set(texts) & held_out), "skipped_non_utf8": non_utf8}
@@ -69,27 +79,73 @@ def collect_corpora(cfg: DistillConfig, data_root: Path | None, user: dict[str, 
     return corpora, report
 
 
-def parallel_pairs(cfg: DistillConfig, data_root: Path | None, corpora: dict[str, list[str]]) -> dict[str, list[int]]:
+def check_bitexts(cfg: DistillConfig, bitexts: Sequence[Bitext]) -> None:
+    """Every bitext pairs the source with one of the run's targets."""
+    for b in bitexts:
+        if cfg.source not in b.languages or not set(b.languages) & set(cfg.targets):
+            raise EdgelmError(f"--bitext {b.origin} pairs {' and '.join(b.languages)}; this run needs pairs of "
+                              f"{cfg.source} and {' or '.join(cfg.targets)}")
+
+
+def parallel_pairs(cfg: DistillConfig, data_root: Path | None, corpora: dict[str, list[str]],
+                   bitexts: Sequence[Bitext] = ()) -> dict[str, list[int]]:
     """For each target sentence, the index of its source translation in the source corpus (or -1).
 
-    SIB-200 rows share `index_id` across languages, so its train/dev splits are a parallel corpus.
+    Translations come from SIB-200 (rows share `index_id` across languages, so its train/dev splits are
+    a parallel corpus) and from the user's bitext. A pair whose side was an evaluation sentence has no
+    anchor (that side is not in the corpus).
     """
     have = set(sib200_languages(data_root)) if data_root is not None else set()
-    if cfg.source not in have:
-        return {}
     src_pos = {t: i for i, t in enumerate(corpora[cfg.source])}
-    by_id: dict[int, str] = {}
-    for split in ("train", "dev"):
-        by_id.update({r.index_id: r.text for r in load_sib200(data_root, cfg.source, split)})
-    pairs = {}
-    for target in [t for t in cfg.targets if t in have]:
-        translation = {}
+    translation: dict[str, dict[str, str]] = {t: {} for t in cfg.targets}
+    if cfg.source in have:
+        by_id: dict[int, str] = {}
         for split in ("train", "dev"):
-            for r in load_sib200(data_root, target, split):
-                if r.index_id in by_id:
-                    translation[r.text] = src_pos.get(by_id[r.index_id], -1)
-        pairs[target] = [translation.get(t, -1) for t in corpora[target]]
-    return pairs
+            by_id.update({r.index_id: r.text for r in load_sib200(data_root, cfg.source, split)})
+        for target in [t for t in cfg.targets if t in have]:
+            for split in ("train", "dev"):
+                for r in load_sib200(data_root, target, split):
+                    if r.index_id in by_id:
+                        translation[target][r.text] = by_id[r.index_id]
+    for b in bitexts:
+        target = next((t for t in b.languages if t in translation), None)
+        if target is not None and cfg.source in b.languages:
+            s, t = b.side(cfg.source), b.side(target)
+            for pair in b.pairs:
+                translation[target].setdefault(pair[t], pair[s])
+    return {target: [src_pos.get(translation[target].get(t, ""), -1) for t in corpora[target]]
+            for target in cfg.targets if translation[target]}
+
+
+def _train_on_world(world, train, checkpoint: Path) -> dict:
+    """Run `train()`. Under torchrun, when another rank dies (torchrun then stops this one with SIGTERM,
+    or gloo reports the lost peer), say in one line where the run stands instead of a traceback."""
+    if world.size == 1:
+        return train()
+    import signal
+
+    def last_step() -> int:
+        state = checkpoint / "state.json"
+        return json.loads(state.read_text())["state"]["step"] if state.is_file() else 0
+
+    def lost(why: str) -> EdgelmError:
+        return EdgelmError(f"rank {world.rank} stopped: {why}; the last checkpoint is at step {last_step()}: "
+                           "run the same command with --resume (any world size, torchrun or not)")
+
+    def on_sigterm(signum, frame):
+        raise lost("torchrun ended the run (another rank failed, or the job was cancelled)")
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        result = train()
+    except RuntimeError as exc:  # torch.distributed's errors (DistBackendError, gloo's) are RuntimeErrors
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # torchrun's SIGTERM must not cut the message short
+        raise lost(f"it lost the other ranks ({str(exc).splitlines()[0][:100]})") from None
+    except BaseException:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise
+    signal.signal(signal.SIGTERM, previous)
+    return result
 
 
 def check_output(out: Path, cfg: DistillConfig, *, resume: bool, overwrite: bool) -> bool:
@@ -119,7 +175,8 @@ def check_output(out: Path, cfg: DistillConfig, *, resume: bool, overwrite: bool
 
 
 def distill(cfg: DistillConfig, out: Path, *, data_root: Path | None, corpora_paths: dict[str, list[Path]],
-            resume: bool = False, overwrite: bool = False, use_bundled: bool = True) -> dict:
+            resume: bool = False, overwrite: bool = False, use_bundled: bool = True,
+            bitexts: Sequence[Bitext] = ()) -> dict:
     """Run the phases `cfg.phase` asks for into `out`; return the run summary (also in run.json)."""
     import torch
 
@@ -131,8 +188,13 @@ def distill(cfg: DistillConfig, out: Path, *, data_root: Path | None, corpora_pa
     from edgelm.encoder import save_encoder
     from edgelm.teacher.registry import resolve_model
 
+    from edgelm.distillation.hardware import Hardware
+
     started = time.perf_counter()
     out = Path(out)
+    hw = Hardware.resolve(cfg.device, cfg.precision, cfg.grad_accum)  # a wrong device is refused before anything loads
+    hw.check_batch(cfg.batch_size)
+    world = hw.world
     resuming = check_output(out, cfg, resume=resume, overwrite=overwrite)
     task_data = None
     if cfg.phase in ("task", "both"):  # the task's data and teacher are checked before anything is written
@@ -146,7 +208,8 @@ def distill(cfg: DistillConfig, out: Path, *, data_root: Path | None, corpora_pa
                               "--task, or run --phase task without --resume to distil another task from its student")
         if cfg.task_teacher:
             check_task_teacher(Path(cfg.task_teacher), task_data)
-    corpora, corpus_report = collect_corpora(cfg, data_root, corpora_paths, use_bundled)
+    check_bitexts(cfg, bitexts)
+    corpora, corpus_report = collect_corpora(cfg, data_root, corpora_paths, use_bundled, bitexts)
     if cfg.phase in ("general", "both"):
         for lang, texts in corpora.items():
             if len(texts) < cfg.batch_size:
@@ -169,9 +232,12 @@ def distill(cfg: DistillConfig, out: Path, *, data_root: Path | None, corpora_pa
     recipe = EmbeddingRecipe.from_config(teacher.config, cfg.teacher)
     tok_json = json.loads(teacher_tokenizer.backend_tokenizer.to_str())
 
-    if overwrite and out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    world.start(hw.device)
+    world.barrier()  # every rank has read `out` before rank 0 changes it
+    if world.main:
+        if overwrite and out.exists():
+            shutil.rmtree(out)
+        out.mkdir(parents=True, exist_ok=True)
     prefixes = list((getattr(teacher.config, "edgelm", None) or {}).get("prefixes", {}).values())
     vocab = trim_vocabulary(tok_json, corpora, threshold=cfg.vocab_threshold, min_count=cfg.vocab_min_count,
                             extra_texts=prefixes)
@@ -179,7 +245,7 @@ def distill(cfg: DistillConfig, out: Path, *, data_root: Path | None, corpora_pa
         kept = np.array(json.loads((out / "vocab.json").read_text())["kept"], dtype=np.int64)
         if not np.array_equal(vocab.kept, kept):
             raise EdgelmError(f"the corpora changed since {out} was started; the vocabulary would differ")
-    else:
+    elif world.main:
         atomic_write_text(out / "vocab.json", json.dumps({"kept": vocab.kept.tolist(), "stats": vocab.stats}))
 
     provenance = {"teacher": cfg.teacher, "teacher_path": str(teacher_path),
@@ -193,7 +259,9 @@ def distill(cfg: DistillConfig, out: Path, *, data_root: Path | None, corpora_pa
         "parameters": {"teacher": sum(p.numel() for p in teacher.parameters())},
         "note": "Training text never includes SIB-200 test or Tatoeba sentences (evaluation sets).",
     }
-    atomic_write_text(out / RUN_FILE, json.dumps(summary, indent=1))
+    if world.main:
+        atomic_write_text(out / RUN_FILE, json.dumps(summary, indent=1))
+    world.barrier()
 
     pad_id = vocab.old_to_new()[tconf.pad_token_id]
     student = make_student(teacher, vocab.kept, layers, extra_config={
@@ -206,18 +274,25 @@ def distill(cfg: DistillConfig, out: Path, *, data_root: Path | None, corpora_pa
         tokenized = {lang: TokenizedCorpus.build(tokenizer, texts, recipe.prefix, cfg.max_length)
                      for lang, texts in corpora.items()}
         try:
-            pairs = parallel_pairs(cfg, data_root, corpora) if cfg.alpha_parallel or cfg.alpha_contrastive else {}
+            pairs = parallel_pairs(cfg, data_root, corpora, bitexts) if cfg.alpha_parallel or cfg.alpha_contrastive else {}
             summary["corpora"]["parallel_pairs"] = {k: sum(i >= 0 for i in v) for k, v in pairs.items()}
-            summary["general"] = train_general(cfg, teacher, student, vocab.kept, tokenized, out,
-                                               pad_id=pad_id, resume=resuming, pairs=pairs, source=cfg.source)
-            save_encoder(student, vocab.tokenizer_json, out / "general", tconf.max_position_embeddings,
-                         provenance={"teacher": cfg.teacher, "languages": cfg.languages, "run": str(out),
-                                     "steps": summary["general"]["steps"]})
+            summary["general"] = _train_on_world(
+                world, lambda: train_general(cfg, teacher, student, vocab.kept, tokenized, out, pad_id=pad_id,
+                                             resume=resuming, pairs=pairs, source=cfg.source, hardware=hw,
+                                             teacher_cache=cfg.teacher_cache), out / "checkpoints" / "general")
+            if world.main:
+                save_encoder(student, vocab.tokenizer_json, out / "general", tconf.max_position_embeddings,
+                             provenance={"teacher": cfg.teacher, "languages": cfg.languages, "run": str(out),
+                                         "steps": summary["general"]["steps"]})
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 raise EdgelmError(f"the disk filled up while writing into {out}; the last complete checkpoint "
                                   "is intact: free space and run again with --resume") from None
             raise
+    world.barrier()
+    world.stop()
+    if not world.main:  # phase 2 (small, labelled data) runs in rank 0 alone; the other ranks are done
+        return summary
     if cfg.phase in ("task", "both"):
         from edgelm.distillation.task import train_task
 
@@ -226,7 +301,8 @@ def distill(cfg: DistillConfig, out: Path, *, data_root: Path | None, corpora_pa
         summary["task_data"] = {"identity": task_data.identity, "setting": task_data.setting,
                                 "trained_on": task_data.languages, "read": task_data.report}
         atomic_write_text(out / RUN_FILE, json.dumps(summary, indent=1))
-        summary["task"] = train_task(cfg, teacher_path, out, data_root=data_root, resume=resuming, data=task_data)
+        summary["task"] = train_task(cfg, teacher_path, out, data_root=data_root, resume=resuming, data=task_data,
+                                     hardware=hw)
     summary["wall_seconds"] = round(time.perf_counter() - started, 1)
     atomic_write_text(out / RUN_FILE, json.dumps(summary, indent=1))
     return summary

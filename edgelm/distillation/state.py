@@ -23,14 +23,16 @@ def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim
     for pid, st in opt["state"].items():
         for key, value in st.items():
             if torch.is_tensor(value):
-                tensors[f"{pid}.{key}"] = value.detach().reshape(-1).contiguous() if value.dim() == 0 else value.contiguous()
+                value = value.detach().cpu()
+                tensors[f"{pid}.{key}"] = value.reshape(-1).contiguous() if value.dim() == 0 else value.contiguous()
                 if value.dim() == 0:
                     scalars[f"{pid}.{key}"] = True
             else:
                 scalars[f"{pid}.{key}"] = value
     try:
         with atomic_dir(folder, replace=True) as tmp:
-            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
+            save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                      tmp / "model.safetensors")
             save_file(tensors, tmp / "optimizer.safetensors")
             (tmp / "state.json").write_text(json.dumps(
                 {"state": state, "optimizer": {"param_groups": opt["param_groups"], "scalars": scalars}}, indent=1))

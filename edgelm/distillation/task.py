@@ -28,6 +28,7 @@ from safetensors.torch import save_file
 
 from edgelm.checkpoint import head_labels, task_head
 from edgelm.distillation.config import DistillConfig
+from edgelm.distillation.hardware import Hardware
 from edgelm.distillation.losses import attention_mse, hidden_mse, logit_kd
 from edgelm.distillation.lt_sft import mask_gradients, select_mask
 from edgelm.distillation.state import load_checkpoint, save_checkpoint
@@ -74,42 +75,47 @@ def check_task_teacher(folder: Path, data: PhaseTwoData) -> None:
 
 
 def task_teacher(cfg: DistillConfig, teacher_path: Path, out: Path, data: PhaseTwoData,
-                 resume: bool = False) -> tuple[object, dict]:
+                 resume: bool = False, hardware: Hardware | None = None) -> tuple[object, dict]:
     """The task-tuned teacher: given (`--task-teacher`, checked to fit the task), already trained in
-    `out/task_teacher` for this very task, or fine-tuned now."""
+    `out/task_teacher` for this very task, or fine-tuned now (on `hardware`'s device and precision)."""
+    hw = hardware or Hardware.resolve("cpu")
     from edgelm.checkpoint import EmbeddingRecipe, load_tokenizer
 
     given = Path(cfg.task_teacher) if cfg.task_teacher else None
     folder = given or out / "task_teacher"
     if given is not None:
         check_task_teacher(given, data)
-        return _load_head(given, data, cfg.seed).eval(), {"given": str(given)}
+        return _load_head(given, data, cfg.seed).to(hw.device).eval(), {"given": str(given)}
     note = folder / "task_teacher.json"
     if (folder / "model.safetensors").is_file() and note.is_file():
         info = json.loads(note.read_text())
         recorded = info.get("task")
         if recorded == data.identity or (recorded is None and data.identity.get("name") == "sib200"):
-            return _load_head(folder, data, cfg.seed).eval(), info  # (a folder without the record is SIB-200's)
+            return _load_head(folder, data, cfg.seed).to(hw.device).eval(), info  # (no record: SIB-200's)
         if resume:
             raise EdgelmError(f"{out} holds a run for another task ({(recorded or {}).get('name', 'sib200')}); resume it with "
                               "that --task, or start phase 2 again without --resume")
     tokenizer = load_tokenizer(teacher_path)
-    model = _load_head(teacher_path, data, cfg.seed)
+    model = _load_head(teacher_path, data, cfg.seed).to(hw.device)
     prefix = EmbeddingRecipe.from_config(model.config, cfg.teacher).prefix
     model.base_model.embeddings.word_embeddings.weight.requires_grad_(False)  # 96 M rows a task never needs to move
     train, dev = data.train, data.dev
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.teacher_lr)
+    scaler = hw.precision.scaler()
     best, best_state, history = -1.0, None, []
     started = time.perf_counter()
     with progress_bar("task teacher", cfg.teacher_epochs * -(-len(train) // cfg.task_batch_size), "step") as advance:
         for epoch in range(cfg.teacher_epochs):
             model.train()
             for idx in _batches(len(train), cfg.task_batch_size, cfg.seed, epoch):
-                b, y = data.batch(tokenizer, [train[i] for i in idx], prefix, cfg.max_length)
-                loss = F.cross_entropy(*data.pick(model(**b).logits, y))
+                b, y = _to(hw.device, *data.batch(tokenizer, [train[i] for i in idx], prefix, cfg.max_length))
+                with hw.precision.autocast():
+                    logits = model(**b).logits
+                loss = F.cross_entropy(*data.pick(logits.float(), y))
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
                 advance(1, info=f"loss {loss.item():.3f}")
             acc = data.score(model, tokenizer, dev, prefix, cfg.max_length)
             history.append({"epoch": epoch + 1, "dev_accuracy" if data.kind == "sentence" else "dev_score": acc})
@@ -118,23 +124,28 @@ def task_teacher(cfg: DistillConfig, teacher_path: Path, out: Path, data: PhaseT
     model.load_state_dict(best_state)
     info = {"dev_accuracy" if data.kind == "sentence" else "dev_score": best, "dev_metric": data.metric,
             "history": history, "train_seconds": round(time.perf_counter() - started, 1), "task": data.identity}
-    save_task_model(model, tokenizer, folder, notes={"task_teacher.json": info},
+    save_task_model(model.to("cpu"), tokenizer, folder, notes={"task_teacher.json": info},
                     provenance={"teacher": cfg.teacher, "task": data.identity.get("name"), "source": cfg.source,
                                 "languages": data.languages, "scheme": data.scheme})
-    return model.eval(), info
+    return model.to(hw.device).eval(), info
+
+
+def _to(device, inputs: dict, targets: torch.Tensor) -> tuple[dict, torch.Tensor]:
+    return {k: v.to(device) for k, v in inputs.items()}, targets.to(device)
 
 
 def train_task(cfg: DistillConfig, teacher_path: Path, out: Path, *, data_root: Path | None, resume: bool,
-               data: PhaseTwoData | None = None) -> dict:
-    """Phase 2 into `out/task`; returns its summary."""
+               data: PhaseTwoData | None = None, hardware: Hardware | None = None) -> dict:
+    """Phase 2 into `out/task` (one process, on `hardware`'s device and precision); returns its summary."""
     from edgelm.checkpoint import EmbeddingRecipe, load_tokenizer
 
+    hw = hardware or Hardware.resolve("cpu")
     data = data or phase_two_data(cfg, data_root)
-    teacher, teacher_info = task_teacher(cfg, teacher_path, out, data, resume)
+    teacher, teacher_info = task_teacher(cfg, teacher_path, out, data, resume, hw)
     general = out / "general"
     tokenizer = load_tokenizer(general)
-    kept = torch.as_tensor(json.loads((out / "vocab.json").read_text())["kept"], dtype=torch.long)
-    student = _load_head(general, data, cfg.seed)
+    kept = torch.as_tensor(json.loads((out / "vocab.json").read_text())["kept"], dtype=torch.long, device=hw.device)
+    student = _load_head(general, data, cfg.seed).to(hw.device)
     prefix = EmbeddingRecipe.from_config(student.config, cfg.teacher).prefix
     lmap = layer_map(teacher.config.num_hidden_layers, student.config.num_hidden_layers)
     train, dev = data.train, data.dev
@@ -154,6 +165,7 @@ def train_task(cfg: DistillConfig, teacher_path: Path, out: Path, *, data_root: 
              "task": data.identity}
     masks = None
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.task_lr, weight_decay=0.0)
+    scaler = hw.precision.scaler()
     if resume and (ckpt / "state.json").is_file():
         saved = json.loads((ckpt / "state.json").read_text())["state"]
         if saved.get("identity") != cfg.task_identity() or saved.get("task", data.identity) != data.identity:
@@ -161,7 +173,7 @@ def train_task(cfg: DistillConfig, teacher_path: Path, out: Path, *, data_root: 
                               f"same ones or delete {ckpt} to start phase 2 again")
         state = load_checkpoint(ckpt, student, opt)
         if state["stage"] == 1:
-            masks = {n: m.bool() for n, m in read_tensors(mask_file, "the LT-SFT mask")[1].items()}
+            masks = {n: m.bool().to(hw.device) for n, m in read_tensors(mask_file, "the LT-SFT mask")[1].items()}
     started = time.perf_counter()
     total = sum(e for _, e in stages) * -(-len(train) // cfg.task_batch_size)
     done_steps = (sum(e for _, e in stages[: state["stage"]]) + state["epoch"]) * -(-len(train) // cfg.task_batch_size)
@@ -173,13 +185,14 @@ def train_task(cfg: DistillConfig, teacher_path: Path, out: Path, *, data_root: 
             while state["epoch"] < epochs:
                 student.train()
                 for idx in _batches(len(train), cfg.task_batch_size, cfg.seed, 1000 * state["stage"] + state["epoch"]):
-                    b, y = data.batch(tokenizer, [train[i] for i in idx], prefix, cfg.max_length)
-                    with torch.no_grad():
+                    b, y = _to(hw.device, *data.batch(tokenizer, [train[i] for i in idx], prefix, cfg.max_length))
+                    with torch.no_grad(), hw.precision.autocast():
                         t_out = teacher(input_ids=kept[b["input_ids"]], attention_mask=b["attention_mask"],
                                         output_hidden_states=True, output_attentions=bool(cfg.alpha_task_attn))
-                    s_out = student(**b, output_hidden_states=True, output_attentions=bool(cfg.alpha_task_attn))
-                    s_logits, gold = data.pick(s_out.logits, y)
-                    loss = cfg.alpha_kd * logit_kd(s_logits, data.pick(t_out.logits, y)[0], cfg.temperature)
+                    with hw.precision.autocast():
+                        s_out = student(**b, output_hidden_states=True, output_attentions=bool(cfg.alpha_task_attn))
+                    s_logits, gold = data.pick(s_out.logits.float(), y)
+                    loss = cfg.alpha_kd * logit_kd(s_logits, data.pick(t_out.logits.float(), y)[0], cfg.temperature)
                     if cfg.alpha_task_hidden:
                         loss = loss + cfg.alpha_task_hidden * hidden_mse(s_out.hidden_states, t_out.hidden_states,
                                                                          lmap, b["attention_mask"])
@@ -189,10 +202,11 @@ def train_task(cfg: DistillConfig, teacher_path: Path, out: Path, *, data_root: 
                     if cfg.alpha_gold:
                         loss = loss + cfg.alpha_gold * F.cross_entropy(s_logits, gold)
                     opt.zero_grad(set_to_none=True)
-                    loss.backward()
+                    scaler.scale(loss).backward()
                     if masks is not None:
                         mask_gradients(params, masks)
-                    opt.step()
+                    scaler.step(opt)
+                    scaler.update()
                     advance(1, info=f"{stage} loss {loss.item():.3f}")
                 acc = data.score(student, tokenizer, dev, prefix, cfg.max_length)
                 state["epoch"] += 1
@@ -201,7 +215,7 @@ def train_task(cfg: DistillConfig, teacher_path: Path, out: Path, *, data_root: 
                 log_fh.flush()
                 if acc > state["best"]:
                     state["best"] = acc
-                    save_file({k: v.contiguous() for k, v in student.state_dict().items()}, best_file)
+                    save_file({k: v.detach().cpu().contiguous() for k, v in student.state_dict().items()}, best_file)
                 state["elapsed_s"] += time.perf_counter() - started
                 started = time.perf_counter()
                 save_checkpoint(ckpt, student, opt, state)
@@ -209,7 +223,7 @@ def train_task(cfg: DistillConfig, teacher_path: Path, out: Path, *, data_root: 
             student.load_state_dict(read_tensors(best_file, "the best phase-2 epoch")[1])
             if stage == "full":
                 masks = select_mask({n: initial[n] for n in body}, {n: params[n] for n in body}, k)
-                save_file({n: m.to(torch.uint8) for n, m in masks.items()}, mask_file)
+                save_file({n: m.to(torch.uint8).cpu() for n, m in masks.items()}, mask_file)
                 student.load_state_dict(initial)  # reset everything, the head back to its initial values
                 opt = torch.optim.AdamW(student.parameters(), lr=cfg.task_lr, weight_decay=0.0)
             state["stage"] += 1
@@ -217,6 +231,9 @@ def train_task(cfg: DistillConfig, teacher_path: Path, out: Path, *, data_root: 
             state["best"] = -1.0
             save_checkpoint(ckpt, student, opt, state)
 
+    student.to("cpu")
+    initial = {n: v.cpu() for n, v in initial.items()}
+    masks = {n: m.cpu() for n, m in masks.items()}
     tuned = student.state_dict()
     diff = SparseDiff.between({n: initial[n] for n in body}, {n: tuned[n] for n in body}, masks)
     diff.meta = {"task": cfg.task, "labels": data.labels, "density": cfg.density, "k": k, "source": cfg.source,

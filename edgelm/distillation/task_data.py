@@ -72,18 +72,19 @@ class PhaseTwoData:
         from edgelm.scores import entity_scores, word_accuracy
 
         model.eval()
+        device = next(model.parameters()).device
         if self.kind == "sentence":  # as phase 2 always scored sentences: batches of 64, argmax of the logits
             preds = []
             for i in range(0, len(rows), 64):
                 b = encode_texts(tokenizer, [r.text for r in rows[i : i + 64]], prefix, max_length)
-                preds.append(model(**b).logits.argmax(-1).numpy())
+                preds.append(model(**{k: v.to(device) for k, v in b.items()}).logits.argmax(-1).cpu().numpy())
             gold = np.array([self.index[r.label] for r in rows])
             return float(np.mean(np.concatenate(preds) == gold))
         gold, pred = [], []
         for i in range(0, len(rows), 64):
             chunk = rows[i : i + 64]
             inputs, firsts = encode_words(tokenizer, [list(r.words) for r in chunk], prefix, max_length)
-            best = model(**inputs).logits.argmax(-1)
+            best = model(**{k: v.to(device) for k, v in inputs.items()}).logits.argmax(-1).cpu()
             for k, (r, first) in enumerate(zip(chunk, firsts)):
                 gold.append(list(r.tags))
                 pred.append([self.labels[int(best[k, p])] if p >= 0 else "O" if self.scheme == "bio" else self.labels[0]

@@ -13,24 +13,16 @@ from __future__ import annotations
 
 import copy
 import json
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 from tokenizers import Tokenizer
 
+from edgelm.data.languages import char_script
 from edgelm.errors import EdgelmError
 
 _METASPACE = "▁"
-
-
-def char_script(ch: str) -> str:
-    """A coarse script name for one character: LATIN, ETHIOPIC, CJK, ... or COMMON for non-letters."""
-    if not unicodedata.category(ch).startswith(("L", "M")):
-        return "COMMON"
-    name = unicodedata.name(ch, "")
-    return name.split()[0] if name else "UNKNOWN"
 
 
 @dataclass

@@ -10,14 +10,15 @@ from edgelm.artifacts import load
 from edgelm.data.locate import data_root
 from edgelm.data.sib200 import sib200_languages
 from edgelm.data.tasks import load_task
+from edgelm.data.ntrex import ntrex_languages
 from edgelm.data.tatoeba import tatoeba_languages
 from edgelm.errors import EdgelmError
 from edgelm.evaluation.sib200 import evaluate_sib200, evaluate_sib200_head
 from edgelm.evaluation.tasks import evaluate_task, test_languages
-from edgelm.evaluation.tatoeba import evaluate_tatoeba
+from edgelm.evaluation.tatoeba import evaluate_ntrex, evaluate_tatoeba
 from edgelm.protocols import Classifier, Embedder
 
-TASKS = ("sib200", "tatoeba")
+TASKS = ("sib200", "tatoeba", "ntrex")
 
 
 def evaluate_model(model: str, *, tasks: list[str], languages: list[str] | None = None,
@@ -47,26 +48,19 @@ def evaluate_model(model: str, *, tasks: list[str], languages: list[str] | None 
 
         sib_langs = [resolve_sib200_language(root, l) for l in languages] if languages else sib200_languages(root)
         resolve_sib200_language(root, source)
-    if "tatoeba" in tasks:
-        have = tatoeba_languages(root)
-        if languages:
-            from edgelm.data.languages import normalize_language
-
-            wanted = [normalize_language(l, have) for l in languages]
-            if "sib200" not in tasks:
-                missing = [l for l in wanted if l not in have]
-                if missing:
-                    raise EdgelmError(f"Tatoeba data in {root} lacks {missing[0]}; it has: {' '.join(have)}")
-            tat_langs = [l for l in wanted if l in have]
-        else:
-            tat_langs = have
+    retrieval = {}  # task -> languages, for the bitext retrieval tasks
+    for task, languages_of, label in (("tatoeba", tatoeba_languages, "Tatoeba"), ("ntrex", ntrex_languages, "NTREX")):
+        if task in tasks:
+            retrieval[task] = _retrieval_languages(root, languages, languages_of(root), label,
+                                                   strict="sib200" not in tasks)
+    tat_langs = retrieval.get("tatoeba")
     started = time.perf_counter()
     encoder = load(model, prefix=prefix, threads=threads)
     head = isinstance(encoder, Classifier) and not probe
     if sib_langs is not None and not head and not isinstance(encoder, Embedder):
         raise EdgelmError(f"{model} classifies and does not embed: score it on SIB-200 without --probe")
-    if tat_langs and not isinstance(encoder, Embedder):
-        raise EdgelmError(f"{model} classifies and does not embed: Tatoeba retrieval needs sentence vectors (--task sib200)")
+    if any(retrieval.values()) and not isinstance(encoder, Embedder):
+        raise EdgelmError(f"{model} classifies and does not embed: retrieval needs sentence vectors (--task sib200)")
     report: dict = {
         "edgelm_version": __version__,
         "model": {"name": str(model)},
@@ -80,11 +74,29 @@ def evaluate_model(model: str, *, tasks: list[str], languages: list[str] | None 
             report["sib200"] = evaluate_sib200(encoder, root, sib_langs, source=source, seed=seed)
     if tat_langs:
         report["tatoeba"] = evaluate_tatoeba(encoder, root, tat_langs)
+    if retrieval.get("ntrex"):
+        report["ntrex"] = evaluate_ntrex(encoder, root, retrieval["ntrex"])
     for name, task in user_tasks.items():
         report[name] = evaluate_task(encoder, task, languages, source=source, seed=seed, probe=probe)
     report["model"] |= encoder.describe()  # after scoring: a routed model or bundle reports how it ran
     report["elapsed_s"] = round(time.perf_counter() - started, 2)
     return report
+
+
+def _retrieval_languages(root: Path, languages: list[str] | None, have: list[str], label: str,
+                         strict: bool) -> list[str]:
+    """The languages a retrieval task scores (each against English): the asked ones it has (all of them,
+    when `strict`: it is the only task), or all it has."""
+    have = [l for l in have if l != "eng_Latn"]
+    if not languages:
+        return have
+    from edgelm.data.languages import normalize_language
+
+    wanted = [normalize_language(l, have) for l in languages]
+    missing = [l for l in wanted if l not in have]
+    if strict and missing:
+        raise EdgelmError(f"{label} data in {root} lacks {missing[0]}; it has: {' '.join(have)}")
+    return [l for l in wanted if l in have]
 
 
 def _threads(asked: int | None) -> int | None:

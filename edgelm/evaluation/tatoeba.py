@@ -1,4 +1,4 @@
-"""Tatoeba bitext retrieval: is a sentence's nearest neighbour (cosine) its translation?"""
+"""Bitext retrieval (Tatoeba; NTREX news): is a sentence's nearest neighbour (cosine) its translation?"""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgelm.data.ntrex import load_ntrex
 from edgelm.data.tatoeba import load_tatoeba
 
 
@@ -29,12 +30,21 @@ def retrieval_accuracy(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 
 def evaluate_tatoeba(encoder, root: Path, languages: list[str]) -> dict:
-    """Retrieval accuracy in both directions for each language paired with English."""
+    """Tatoeba retrieval accuracy in both directions for each language paired with English."""
+    return _retrieval(encoder, root, languages, load_tatoeba, "Tatoeba")
+
+
+def evaluate_ntrex(encoder, root: Path, languages: list[str]) -> dict:
+    """NTREX-128 (news, 1,997 sentences) retrieval accuracy in both directions, each language against English."""
+    return _retrieval(encoder, root, languages, load_ntrex, "NTREX")
+
+
+def _retrieval(encoder, root: Path, languages: list[str], loader, name: str) -> dict:
     scores = []
     for lang in languages:
-        src, eng = load_tatoeba(root, lang)
-        x = encoder.embed(src, progress=f"Tatoeba {lang}", language=lang)
-        e = encoder.embed(eng, progress=f"Tatoeba {lang} eng", language="eng_Latn")
+        src, eng = loader(root, lang)
+        x = encoder.embed(src, progress=f"{name} {lang}", language=lang)
+        e = encoder.embed(eng, progress=f"{name} {lang} eng", language="eng_Latn")
         to_eng, from_eng = retrieval_accuracy(x, e)
         scores.append(TatoebaScore(lang, to_eng, from_eng, (to_eng + from_eng) / 2, len(src)))
     return {"scores": [asdict(s) for s in scores]}

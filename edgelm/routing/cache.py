@@ -102,7 +102,7 @@ def teacher_targets(cfg: RouteConfig) -> set[str]:
 
 @torch.no_grad()
 def _cache(texts_ids: list[list[int]], body, teacher, to_teacher: torch.Tensor, pad_id: int,
-           label: str, batch: int = 32) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor | None]:
+           label: str, batch: int = 32, hw=None) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor | None]:
     """Body states, teacher last states and teacher sentence embeddings of every sentence
     (body states only when `teacher` is None: text the router sees but no expert trains on)."""
     from edgelm.distillation.general import TokenizedCorpus
@@ -112,29 +112,36 @@ def _cache(texts_ids: list[list[int]], body, teacher, to_teacher: torch.Tensor, 
     with progress_bar(f"caching {label}", len(texts_ids), "sent") as advance:
         for start in range(0, len(texts_ids), batch):
             rows = texts_ids[start : start + batch]
-            ids, mask = corpus.batch(np.arange(start, start + len(rows)), pad_id)
+            ids, mask = (x.to(hw.device) for x in corpus.batch(np.arange(start, start + len(rows)), pad_id))
             if body is not None:
-                bh = body(input_ids=ids, attention_mask=mask).last_hidden_state
+                with hw.precision.autocast():
+                    bh = body(input_ids=ids, attention_mask=mask).last_hidden_state.float().cpu()
                 b_out += [bh[k, : len(r)].clone() for k, r in enumerate(rows)]
             if teacher is not None:
-                th = teacher(input_ids=to_teacher[ids], attention_mask=mask).last_hidden_state
-                t_emb.append(masked_mean_torch(th, mask))
+                with hw.precision.autocast():
+                    th = teacher(input_ids=to_teacher[ids], attention_mask=mask).last_hidden_state.float()
+                t_emb.append(masked_mean_torch(th, mask).cpu())
+                th = th.cpu()
                 t_out += [th[k, : len(r)].clone() for k, r in enumerate(rows)]
             advance(len(rows))
     return b_out, t_out, (torch.cat(t_emb) if t_emb else None)
 
 
 def cache_groups(groups: dict[str, list[Sentence]], teach: set[str], *, body, run: Path, student_dir: Path,
-                 student_config, teacher_name: str, max_length: int) -> dict[str, CachedText]:
-    """Body states of every group's sentences; teacher targets and anchors for the groups in `teach`."""
+                 student_config, teacher_name: str, max_length: int, hardware=None) -> dict[str, CachedText]:
+    """Body states of every group's sentences; teacher targets and anchors for the groups in `teach`
+    (computed on `hardware`'s device, kept on the CPU)."""
+    from edgelm.distillation.hardware import Hardware
     from tokenizers import Tokenizer
 
     from edgelm.checkpoint import EmbeddingRecipe, load_model
     from edgelm.distillation.general import TokenizedCorpus
     from edgelm.teacher.registry import resolve_model
 
-    teacher = load_model(resolve_model(teacher_name))
-    kept = torch.as_tensor(json.loads((run / "vocab.json").read_text())["kept"], dtype=torch.long)
+    hw = hardware or Hardware.resolve("cpu")
+    teacher = load_model(resolve_model(teacher_name)).to(hw.device)
+    body.to(hw.device)
+    kept = torch.as_tensor(json.loads((run / "vocab.json").read_text())["kept"], dtype=torch.long, device=hw.device)
     prefix = EmbeddingRecipe.from_config(student_config, str(student_dir)).prefix
     tokenizer, pad = Tokenizer.from_file(str(student_dir / "tokenizer.json")), student_config.pad_token_id
 
@@ -146,15 +153,16 @@ def cache_groups(groups: dict[str, list[Sentence]], teach: set[str], *, body, ru
         texts = [s.text for s in sentences]
         trains = name in teach
         b, t, emb = _cache(ids_of(texts), body, teacher if trains else None, kept, pad,
-                           name if trains else f"{name} (router only)")
+                           name if trains else f"{name} (router only)", hw=hw)
         cached[name] = (b, t)
         if emb is not None:
             embedding.update(zip(texts, emb))
     missing = list(dict.fromkeys(s.anchor for name in teach for s in groups[name]
                                  if s.anchor is not None and s.anchor not in embedding))
     if missing:  # translations that are not training text themselves
-        _, _, emb = _cache(ids_of(missing), None, teacher, kept, pad, "anchors")
+        _, _, emb = _cache(ids_of(missing), None, teacher, kept, pad, "anchors", hw=hw)
         embedding.update(zip(missing, emb))
+    body.to("cpu")
     hidden = body.config.hidden_size
     out = {}
     for name, sentences in groups.items():

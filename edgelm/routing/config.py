@@ -36,6 +36,8 @@ class RouteConfig:
     k_max: int = 2
     heldout: float = 0.1  # share of each group's text (a language's, a topic's) held out to score the router
     seed: int = 0
+    device: str = "auto"  # where caching and expert training run: auto | cpu | cuda | mps
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast for the forward passes)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -67,8 +69,13 @@ class RouteConfig:
         if not 0 < self.heldout < 0.5:
             raise EdgelmError("--heldout must be a share in (0, 0.5)")
         check_options(len(self.experts), self.tau, self.k_max, 0 if self.always_general else None)
+        from edgelm.distillation.hardware import Hardware
+
+        Hardware.resolve(self.device, self.precision)  # a device that is not there, fp16 on the CPU: refused now
 
     def identity(self) -> dict:
+        """The settings that change the result (hardware does not)."""
         d = asdict(self)
+        del d["device"], d["precision"]
         d["domains"], d["general_languages"] = list(d["domains"]), list(d["general_languages"])
         return d

@@ -75,7 +75,10 @@ def train_routed(cfg: RouteConfig, student: Path, out: Path, *, data_root: Path 
     from edgelm.checkpoint import load_model
     from edgelm.version import __version__
 
+    from edgelm.distillation.hardware import Hardware
+
     cfg.check()
+    hw = Hardware.resolve(cfg.device, cfg.precision)
     out = Path(out)
     if out.exists() and not overwrite:
         raise EdgelmError(f"{out} exists; choose another --out or pass --overwrite")
@@ -96,7 +99,8 @@ def train_routed(cfg: RouteConfig, student: Path, out: Path, *, data_root: Path 
     student_model = load_model(general_dir)
     body, top = split_student(student_model, cfg.expert_layers)
     texts = cache_groups(groups, teacher_targets(cfg), body=body, run=run, student_dir=general_dir,
-                         student_config=student_model.config, teacher_name=teacher_name, max_length=cfg.max_length)
+                         student_config=student_model.config, teacher_name=teacher_name, max_length=cfg.max_length,
+                         hardware=hw)
     splits = {name: held_out(len(texts[name].body), cfg.heldout, cfg.seed, name) for name in texts}
     train_idx = {name: s[0] for name, s in splits.items()}
 
@@ -123,7 +127,7 @@ def train_routed(cfg: RouteConfig, student: Path, out: Path, *, data_root: Path 
             except Exception:  # unreadable leftovers are retrained, never trusted
                 done.unlink(missing_ok=True)
         keys = [domain] if cfg.grouping == "topics" else [cfg.source, domain]
-        experts[domain], report["experts"][domain] = train_expert(top, texts, keys, domain, train_idx, cfg)
+        experts[domain], report["experts"][domain] = train_expert(top, texts, keys, domain, train_idx, cfg, hw)
         atomic_write_bytes(done, save(state_tensors(experts[domain]),
                                       metadata={"report": json.dumps(report["experts"][domain])}))
 

@@ -1,0 +1,111 @@
+"""The teacher's side of phase 1: the hidden states and attention maps a student is matched to.
+
+Computed per batch by the frozen teacher, or — with the teacher cache — kept from the first time each
+sentence was seen and reused on every later epoch, so the teacher runs once per sentence instead of
+once per step. The cache holds each sentence's real-token rows only (no padding), in float16.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from edgelm.errors import EdgelmError
+
+
+@dataclass
+class Targets:
+    """What the losses read: hidden states by index (0 = embeddings) and attentions by layer, padded."""
+
+    hidden: dict[int, torch.Tensor]  # (batch, width, dim)
+    attentions: dict[int, torch.Tensor]  # (batch, heads, width, width)
+    last: int  # the index of the last hidden state (the sentence embedding's layer)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (Linux: MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+class TeacherTargets:
+    """`targets(lang, indices, ids, mask)`: the teacher's outputs for a batch, from the cache if on."""
+
+    def __init__(self, teacher, to_teacher: torch.Tensor, layer_map: list[int], *, attentions: bool,
+                 autocast, cache: bool = False):
+        self.teacher, self.to_teacher, self.autocast = teacher, to_teacher, autocast
+        self.last = teacher.config.num_hidden_layers
+        self.hidden_idx = sorted({0, self.last, *[j + 1 for j in layer_map]})
+        self.attn_idx = sorted(set(layer_map)) if attentions else []
+        self.store: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor | None]] | None = {} if cache else None
+        self.computed = self.reused = 0
+
+    def bytes_per_sentence(self, length: int) -> int:
+        """float16 bytes the cache keeps for a sentence of `length` tokens."""
+        cfg = self.teacher.config
+        return 2 * length * (len(self.hidden_idx) * cfg.hidden_size
+                             + len(self.attn_idx) * cfg.num_attention_heads * length)
+
+    def check_fits(self, lengths: list[int], note) -> int:
+        """The cache's size for sentences of `lengths`; refuse it when it would not fit in memory."""
+        need = sum(self.bytes_per_sentence(n) for n in lengths)
+        have = available_memory()
+        note(f"teacher cache: {len(lengths)} sentences, {need / 2**30:.2f} GiB of RAM when full (float16)"
+             + (f"; {have / 2**30:.1f} GiB available" if have else ""))
+        if have is not None and need > 0.8 * have:
+            raise EdgelmError(f"the teacher cache needs {need / 2**30:.1f} GiB but {have / 2**30:.1f} GiB is available; "
+                              "run without --teacher-cache (the teacher then runs every step)")
+        return need
+
+    @torch.no_grad()
+    def _forward(self, ids: torch.Tensor, mask: torch.Tensor):
+        with self.autocast():
+            out = self.teacher(input_ids=self.to_teacher[ids], attention_mask=mask, output_hidden_states=True,
+                               output_attentions=bool(self.attn_idx))
+        return out
+
+    def __call__(self, lang: str, indices, ids: torch.Tensor, mask: torch.Tensor) -> Targets:
+        if self.store is None:
+            out = self._forward(ids, mask)
+            self.computed += len(ids)
+            return Targets({i: out.hidden_states[i] for i in self.hidden_idx},
+                           {j: out.attentions[j] for j in self.attn_idx}, self.last)
+        keys = [(lang, int(i)) for i in indices]
+        missing = [k for k, key in enumerate(keys) if key not in self.store]
+        if missing:
+            rows = torch.as_tensor(missing)
+            out = self._forward(ids[rows], mask[rows])
+            lengths = mask[rows].sum(1).tolist()
+            for r, (k, n) in enumerate(zip(missing, lengths)):
+                hidden = torch.stack([out.hidden_states[i][r, :n] for i in self.hidden_idx]).to("cpu", torch.float16)
+                att = (torch.stack([out.attentions[j][r, :, :n, :n] for j in self.attn_idx]).to("cpu", torch.float16)
+                       if self.attn_idx else None)
+                self.store[keys[k]] = (hidden, att)
+        self.computed += len(missing)
+        self.reused += len(keys) - len(missing)
+        return self._assemble(keys, ids.shape[1], ids.device)
+
+    def _assemble(self, keys, width: int, device) -> Targets:
+        cfg = self.teacher.config
+        hidden = torch.zeros(len(self.hidden_idx), len(keys), width, cfg.hidden_size)
+        att = torch.zeros(len(self.attn_idx), len(keys), cfg.num_attention_heads, width, width)
+        for b, key in enumerate(keys):
+            h, a = self.store[key]
+            n = h.shape[1]
+            hidden[:, b, :n] = h
+            if a is not None:
+                att[:, b, :, :n, :n] = a
+        hidden, att = hidden.to(device), att.to(device)
+        return Targets({i: hidden[k] for k, i in enumerate(self.hidden_idx)},
+                       {j: att[k] for k, j in enumerate(self.attn_idx)}, self.last)
