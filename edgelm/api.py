@@ -118,6 +118,47 @@ def distill(target: str | Sequence[str] = "swh_Latn", *, out: PathLike, source: 
                        overwrite=overwrite, use_bundled=use_bundled, bitexts=bitexts)
 
 
+def shard_corpus(path: PathLike, *, model: str = "e5-small", language: str, data: PathLike | None = None,
+                 max_length: int = 128) -> dict:
+    """Tokenize a plain-text corpus with `model`'s tokenizer as distillation reads text in `language`
+    (evaluation sentences removed, duplicates dropped) into a cached memory-mapped shard; report it.
+    A distillation run whose text for `language` is exactly this corpus (`--no-bundled`) reuses it."""
+    from tokenizers import Tokenizer
+
+    from edgelm.checkpoint import EmbeddingRecipe, check_checkpoint, read_config
+    from edgelm.data.languages import normalize_language
+    from edgelm.data.locate import data_root
+    from edgelm.distillation.general import TokenizedCorpus
+    from edgelm.distillation.run import evaluation_sentences
+    from edgelm.distillation.text import TrainingText
+    from edgelm.teacher.registry import resolve_model
+
+    folder = resolve_model(model)
+    check_checkpoint(folder)
+    root = data_root(data) if data is not None or _has_data() else None
+    lang = normalize_language(language)
+    text = TrainingText(lang, evaluation_sentences(root, lang))
+    text.add_corpus(Path(path))
+    from types import SimpleNamespace
+
+    prefix = EmbeddingRecipe.from_config(SimpleNamespace(edgelm=read_config(folder).get("edgelm")), model).prefix
+    shard = TokenizedCorpus.cached(text, Tokenizer.from_file(str(folder / "tokenizer.json")), prefix, max_length).shard
+    disk = sum(f.stat().st_size for f in shard.folder.iterdir())
+    return {"path": str(path), "language": lang, "model": str(folder), "shard": str(shard.folder),
+            "sentences": len(shard), "tokens": int(shard.meta["tokens"]), "mb_on_disk": round(disk / 2**20, 2),
+            "text_sha256": text.sha256, "tokenizer_sha256": shard.meta["tokenizer_sha256"], "read": text.report}
+
+
+def _has_data() -> bool:
+    from edgelm.data.locate import data_root
+
+    try:
+        data_root(None)
+        return True
+    except EdgelmError:
+        return False
+
+
 def _domains(domains: str | Sequence[str], root: Path | None, have: list[str]) -> tuple[str, tuple[str, ...]]:
     """(grouping, names): languages ('swh_Latn,hin_Deva' or a list), or 'topics' / 'topics:travel,health'."""
     from edgelm.data.languages import normalize_language

@@ -40,14 +40,36 @@ def info(
 @app.command()
 def corpus(
     path: Annotated[Path, typer.Argument(help="A .txt / .txt.gz file or a folder of them (one sentence a line).")],
+    language: Annotated[Optional[str], typer.Option(help="Also tokenize it as distillation reads text in this language "
+                                                         "(evaluation sentences removed) into a cached memory-mapped "
+                                                         "shard, and report the shard.")] = None,
+    model: Annotated[str, typer.Option(help="With --language: the tokenizer's model (teacher name or folder).")] = "e5-small",
+    max_length: Annotated[int, typer.Option(help="With --language: tokens per sentence.")] = 128,
+    data: Annotated[Optional[Path], typer.Option(help="Data folder (its evaluation sets are kept out).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
-    """Read a plain-text corpus the way distillation will, and report what it holds."""
-    from edgelm.data import read_corpus
+    """Read a plain-text corpus the way distillation will, and report what it holds (and its token shard)."""
+    from edgelm.data.corpus import Corpus, iter_corpus
 
-    c = read_corpus(path)
-    result = {"path": str(path), "files": len(c.files), "lines": len(c), "skipped_non_utf8": c.skipped_non_utf8,
-              "skipped_empty": c.skipped_empty, "characters": sum(len(x) for x in c.lines)}
+    c = Corpus()
+    lines = characters = 0
+    for line in iter_corpus(path, c):  # streamed: a corpus larger than memory is fine
+        lines += 1
+        characters += len(line)
+    if not lines:
+        from edgelm.errors import EdgelmError
+
+        extra = f" ({c.skipped_non_utf8} lines were not UTF-8)" if c.skipped_non_utf8 else ""
+        raise EdgelmError(f"corpus {path} is empty{extra}")
+    result = {"path": str(path), "files": len(c.files), "lines": lines, "skipped_non_utf8": c.skipped_non_utf8,
+              "skipped_empty": c.skipped_empty, "characters": characters}
+    if language:
+        from edgelm.api import shard_corpus
+
+        shard = shard_corpus(path, model=model, language=language, data=data, max_length=max_length)
+        result |= {k: shard[k] for k in ("language", "shard", "sentences", "tokens", "mb_on_disk")}
+        result["evaluation_sentences_removed"] = shard["read"]["test_sentences_excluded"]
+        result["duplicates_dropped"] = shard["read"]["duplicates_dropped"]
     emit(result, as_json=as_json, json_out=None,
          render=lambda r: out.print(table(f"corpus {path}", ["what", "value"], [[k, v] for k, v in r.items() if k != "path"])))
 

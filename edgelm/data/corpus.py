@@ -6,6 +6,7 @@ Lines that are not valid UTF-8 are skipped and counted, never a crash: real web 
 from __future__ import annotations
 
 import gzip
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,11 +42,12 @@ def corpus_files(path: Path) -> list[Path]:
     raise EdgelmError(f"corpus path {path} does not exist")
 
 
-def read_corpus(path: str | Path, *, max_lines: int | None = None) -> Corpus:
-    """Read every non-empty line under `path`; raise if nothing usable is there."""
-    path = Path(path)
-    corpus = Corpus(files=corpus_files(path))
-    for file in corpus.files:
+def iter_corpus(path: str | Path, counts: Corpus | None = None) -> Iterator[str]:
+    """Stream the non-empty lines under `path`, one at a time (nothing held in memory); skipped
+    lines are counted in `counts` when given."""
+    counts = counts if counts is not None else Corpus()
+    for file in corpus_files(Path(path)):
+        counts.files.append(file)
         opener = gzip.open if file.name.endswith(".gz") else open
         try:
             with opener(file, "rb") as fh:
@@ -53,16 +55,24 @@ def read_corpus(path: str | Path, *, max_lines: int | None = None) -> Corpus:
                     try:
                         line = raw.decode("utf-8").strip()
                     except UnicodeDecodeError:
-                        corpus.skipped_non_utf8 += 1
+                        counts.skipped_non_utf8 += 1
                         continue
                     if not line:
-                        corpus.skipped_empty += 1
+                        counts.skipped_empty += 1
                         continue
-                    corpus.lines.append(line)
-                    if max_lines is not None and len(corpus.lines) >= max_lines:
-                        return corpus
+                    yield line
         except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
             raise EdgelmError(f"cannot read corpus file {file}: {exc}") from None
+
+
+def read_corpus(path: str | Path, *, max_lines: int | None = None) -> Corpus:
+    """Read every non-empty line under `path`; raise if nothing usable is there."""
+    path = Path(path)
+    corpus = Corpus()
+    for line in iter_corpus(path, corpus):
+        corpus.lines.append(line)
+        if max_lines is not None and len(corpus.lines) >= max_lines:
+            return corpus
     if not corpus.lines:
         extra = f" ({corpus.skipped_non_utf8} lines were not UTF-8)" if corpus.skipped_non_utf8 else ""
         raise EdgelmError(f"corpus {path} is empty{extra}")

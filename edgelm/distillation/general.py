@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import time
+from collections.abc import Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from edgelm.data.shards import TokenShard, encode_chunks, find_shard, shard_key, tokenizer_hash, write_shard
 from edgelm.distillation.batches import BalancedBatches
 from edgelm.distillation.config import DistillConfig
 from edgelm.distillation.hardware import Hardware
@@ -24,6 +26,7 @@ from edgelm.distillation.losses import attention_mse, embedding_cosine, hidden_m
 from edgelm.distillation.state import load_checkpoint, save_checkpoint
 from edgelm.distillation.student import layer_map
 from edgelm.distillation.targets import Targets, TeacherTargets
+from edgelm.distillation.text import TrainingText
 from edgelm.errors import EdgelmError
 from edgelm.kernels.pooling import masked_mean_torch
 from edgelm.progress import notice, progress_bar
@@ -42,34 +45,44 @@ def lr_at(step: int, cfg: DistillConfig, total: int | None = None) -> float:
 
 @dataclass
 class TokenizedCorpus:
-    """Student token ids per sentence (with special tokens), truncated to max_length."""
+    """Student token ids per sentence (with special tokens), cut to max_length: a token shard,
+    in memory or memory-mapped from edgelm's cache."""
 
-    ids: list[list[int]]
+    shard: TokenShard
 
     @classmethod
-    def build(cls, tokenizer, texts: list[str], prefix: str, max_length: int) -> TokenizedCorpus:
-        enc = tokenizer.encode_batch([prefix + t for t in texts])
-        out = []
-        for e in enc:
-            ids = e.ids
-            if len(ids) > max_length:
-                ids = ids[: max_length - 1] + ids[-1:]  # keep </s>
-            out.append(ids)
-        return cls(out)
+    def build(cls, tokenizer, texts: Iterable[str], prefix: str, max_length: int) -> TokenizedCorpus:
+        """Tokenize `texts` in memory (text small enough to hold twice)."""
+        return cls(TokenShard.from_rows(r for rows in encode_chunks(tokenizer, texts, prefix, max_length) for r in rows))
+
+    @classmethod
+    def cached(cls, text: TrainingText, tokenizer, prefix: str, max_length: int) -> TokenizedCorpus:
+        """The memory-mapped shard of `text` for this tokenizer: found in the cache, or tokenized now
+        (streamed) and kept there for later runs. A shard whose record does not match is rebuilt."""
+        text.scan()
+        key = shard_key(text.sha256, tokenizer_hash(tokenizer), prefix, max_length)
+        shard = find_shard(key)
+        if shard is None:
+            with progress_bar(f"tokenizing {text.language}", text.report["sentences"], "sent") as advance:
+                shard = write_shard(key, tokenizer, text, progress=advance, extra={"language": text.language})
+        return cls(shard)
+
+    def __len__(self) -> int:
+        return len(self.shard)
 
     def batch(self, indices: np.ndarray, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = [self.ids[i] for i in indices]
+        rows = [self.shard.row(int(i)) for i in indices]
         width = max(len(r) for r in rows)
         ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for k, r in enumerate(rows):
-            ids[k, : len(r)] = torch.tensor(r)
+            ids[k, : len(r)] = torch.from_numpy(r.astype(np.int64))
             mask[k, : len(r)] = 1
         return ids, mask
 
     def lengths(self, indices: np.ndarray) -> np.ndarray:
         """Token counts (special tokens included) of the sentences `indices`."""
-        return np.array([len(self.ids[i]) for i in indices], dtype=np.int64)
+        return self.shard.lengths(indices)
 
 
 @dataclass(frozen=True)
@@ -111,7 +124,7 @@ def teacher_sentence_embeddings(teacher, corpus: TokenizedCorpus, to_teacher: to
                                 autocast=nullcontext) -> torch.Tensor:
     """Mean-pooled teacher embeddings of the sentences `rows` of `corpus` (default: all): the parallel
     loss's targets."""
-    rows = np.arange(len(corpus.ids)) if rows is None else np.asarray(rows)
+    rows = np.arange(len(corpus)) if rows is None else np.asarray(rows)
     out = []
     for start in range(0, len(rows), batch_size):
         ids, mask = (x.to(device) for x in corpus.batch(rows[start : start + batch_size], pad_id))
@@ -119,6 +132,28 @@ def teacher_sentence_embeddings(teacher, corpus: TokenizedCorpus, to_teacher: to
             hidden = teacher(input_ids=to_teacher[ids], attention_mask=mask).last_hidden_state
         out.append(masked_mean_torch(hidden.float(), mask))
     return torch.cat(out) if out else torch.zeros(0, teacher.config.hidden_size, device=device)
+
+
+class SourceAnchors:
+    """The teacher's L2-normalised embeddings of the source sentences `rows` of `corpus` (row k of `table`
+    is sentence rows[k]), each computed the first time a batch needs it."""
+
+    def __init__(self, teacher, corpus: TokenizedCorpus, rows: np.ndarray, to_teacher, pad_id: int, device,
+                 autocast):
+        self.teacher, self.corpus, self.rows = teacher, corpus, rows
+        self.to_teacher, self.pad_id, self.device, self.autocast = to_teacher, pad_id, device, autocast
+        self.table = torch.zeros(len(rows), teacher.config.hidden_size, device=device)
+        self.done = torch.zeros(len(rows), dtype=torch.bool, device=device)
+
+    def __call__(self, wanted: torch.Tensor) -> None:
+        """Make sure the rows `wanted` (indices into `table`) are computed."""
+        missing = torch.unique(wanted[~self.done[wanted]])
+        if len(missing):
+            emb = teacher_sentence_embeddings(self.teacher, self.corpus, self.to_teacher, self.pad_id,
+                                              rows=self.rows[missing.cpu().numpy()], device=self.device,
+                                              autocast=self.autocast)
+            self.table[missing] = F.normalize(emb, dim=-1)
+            self.done[missing] = True
 
 
 def train_general(cfg: DistillConfig, teacher, student, kept_ids: np.ndarray, corpora: dict[str, TokenizedCorpus],
@@ -137,7 +172,7 @@ def train_general(cfg: DistillConfig, teacher, student, kept_ids: np.ndarray, co
     t_layers, s_layers = teacher.config.num_hidden_layers, student.config.num_hidden_layers
     lmap = layer_map(t_layers, s_layers)
     to_teacher = torch.as_tensor(kept_ids, dtype=torch.long, device=device)
-    sizes = {lang: len(c.ids) for lang, c in corpora.items()}
+    sizes = {lang: len(c) for lang, c in corpora.items()}
     too_small = [lang for lang, n in sizes.items() if n < cfg.batch_size]
     if too_small:
         raise EdgelmError(f"corpus for {too_small[0]} has {sizes[too_small[0]]} sentences, fewer than one batch "
@@ -167,21 +202,23 @@ def train_general(cfg: DistillConfig, teacher, student, kept_ids: np.ndarray, co
                              autocast=hw.precision.autocast, cache=teacher_cache)
     if teacher_cache:
         reads = cfg.steps * cfg.batch_size / max(1, sum(sizes.values()))
-        targets.check_fits([len(r) for c in corpora.values() for r in c.ids], say)
+        targets.check_fits([n for c in corpora.values() for n in c.lengths(np.arange(len(c))).tolist()], say)
         if reads < 1.5:
             say(f"teacher cache: this run reads each sentence about {reads:.1f} times, so the cache saves little")
     # Each sentence's anchor in the teacher's source-language space: its own embedding for source
-    # sentences, its translation's for target sentences that have one (index -1: none). Only the
-    # source sentences some anchor points at are embedded (all of them for the contrastive term).
-    parallel, src_emb = {}, None
+    # sentences, its translation's for target sentences that have one (index -1: none). Anchors are
+    # embedded by the teacher when a batch first needs them (all at once for the contrastive term,
+    # which compares with every source sentence), so a large bitext costs only what training reads.
+    parallel, anchors_of = {}, None
     if source in corpora and (cfg.alpha_parallel or cfg.alpha_contrastive) and pairs:
         needed = (np.arange(sizes[source]) if cfg.alpha_contrastive else
                   np.unique(np.concatenate([np.asarray(v, dtype=np.int64) for v in pairs.values()] + [np.zeros(0, np.int64)])))
         needed = needed[needed >= 0]
         row_of = torch.full((sizes[source],), -1, dtype=torch.long)
         row_of[torch.as_tensor(needed, dtype=torch.long)] = torch.arange(len(needed))
-        src_emb = F.normalize(teacher_sentence_embeddings(teacher, corpora[source], to_teacher, pad_id, rows=needed,
-                                                          device=device, autocast=hw.precision.autocast), dim=-1)
+        anchors_of = SourceAnchors(teacher, corpora[source], needed, to_teacher, pad_id, device, hw.precision.autocast)
+        if cfg.alpha_contrastive:
+            anchors_of(torch.arange(len(needed), device=device))
         parallel[source] = row_of.to(device)
         for lang, idx in pairs.items():
             idx = torch.as_tensor(idx, dtype=torch.long)
@@ -214,8 +251,10 @@ def train_general(cfg: DistillConfig, teacher, student, kept_ids: np.ndarray, co
                                       output_attentions=bool(cfg.alpha_attn))
                     terms = distillation_terms(cfg, s_out, t, mask, lmap, counts)
                     if anchors is not None:
-                        terms.update(_parallel_terms(cfg, s_out, mask, anchors[torch.as_tensor(part, device=device)],
-                                                     src_emb, counts, lang == source))
+                        anchor = anchors[torch.as_tensor(part, device=device)]
+                        anchors_of(anchor[anchor >= 0])
+                        terms.update(_parallel_terms(cfg, s_out, mask, anchor, anchors_of.table, counts,
+                                                     lang == source))
                     loss = sum(terms.values())
                     # DDP averages gradients over ranks; the pieces' losses are already fractions of the
                     # global batch's, so scale back up by the world size.

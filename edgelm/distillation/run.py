@@ -15,7 +15,7 @@ import errno
 import json
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,56 +27,60 @@ from edgelm.data.ntrex import ntrex_languages
 from edgelm.data.sib200 import load_sib200, sib200_languages
 from edgelm.data.tatoeba import load_tatoeba, tatoeba_languages
 from edgelm.distillation.config import DistillConfig
+from edgelm.distillation.text import TrainingText
 from edgelm.errors import EdgelmError
 
 RUN_FILE = "run.json"
 
 
-def collect_corpora(cfg: DistillConfig, data_root: Path | None, user: dict[str, list[Path]],
-                    use_bundled: bool = True, bitexts: Sequence[Bitext] = ()) -> tuple[dict[str, list[str]], dict]:
-    """Unlabeled training text per language, never from an evaluation set.
+def evaluation_sentences(data_root: Path | None, lang: str) -> set[str]:
+    """Every sentence in `lang` of the evaluation sets in `data_root`: SIB-200 test, Tatoeba, NTREX."""
+    if data_root is None:
+        return set()
+    held_out: set[str] = set()
+    if lang in sib200_languages(data_root):
+        held_out |= {r.text for r in load_sib200(data_root, lang, "test")}
+    if lang in tatoeba_languages(data_root) or lang == "eng_Latn":
+        for other in tatoeba_languages(data_root):
+            src, eng = load_tatoeba(data_root, other)
+            held_out |= set(eng if lang == "eng_Latn" else (src if other == lang else []))
+    if lang in ntrex_languages(data_root):
+        held_out |= set((data_root / "parallel" / "ntrex" / f"{lang}.txt").read_text(encoding="utf-8").splitlines())
+    return held_out
+
+
+def training_texts(cfg: DistillConfig, data_root: Path | None, user: dict[str, list[Path]],
+                   use_bundled: bool = True, bitexts: Sequence[Bitext] = ()) -> dict[str, TrainingText]:
+    """Each run language's training text (streamed; see `distillation.text`), never from an evaluation set.
 
     Bundled: SIB-200 train + dev of each language. Then the user's corpora and both sides of their
     bitext. SIB-200 test, all of Tatoeba and all of NTREX are evaluation sets: any sentence of theirs
     found in the training text is removed, and how many were removed is reported.
     """
     have_sib = sib200_languages(data_root) if data_root else []
-    have_ntrex = ntrex_languages(data_root) if data_root else []
-    corpora: dict[str, list[str]] = {}
-    report: dict = {}
+    texts: dict[str, TrainingText] = {}
     for lang in cfg.languages:
-        texts: list[str] = []
-        sources = []
+        text = TrainingText(lang, evaluation_sentences(data_root, lang))
         if use_bundled and lang in have_sib:
-            for split in ("train", "dev"):
-                texts += [r.text for r in load_sib200(data_root, lang, split)]
-            sources.append("sib200 train+dev")
-        non_utf8 = 0
+            text.add("sib200 train+dev", [r.text for split in ("train", "dev")
+                                          for r in load_sib200(data_root, lang, split)])
         for path in user.get(lang, []):
-            c = read_corpus(path)
-            texts += c.lines
-            non_utf8 += c.skipped_non_utf8
-            sources.append(str(path))
+            text.add_corpus(path)
         for bitext in bitexts:
             if lang in bitext.languages:
-                texts += [p[bitext.side(lang)] for p in bitext.pairs]
-                sources.append(f"bitext {bitext.origin}")
-        held_out: set[str] = set()
-        if data_root and lang in have_sib:
-            held_out |= {r.text for r in load_sib200(data_root, lang, "test")}
-        if data_root and (lang in tatoeba_languages(data_root) or lang == "eng_Latn"):
-            for other in tatoeba_languages(data_root):
-                src, eng = load_tatoeba(data_root, other)
-                held_out |= set(eng if lang == "eng_Latn" else (src if other == lang else []))
-        if lang in have_ntrex:
-            held_out |= set((data_root / "parallel" / "ntrex" / f"{lang}.txt").read_text(encoding="utf-8").splitlines())
-        kept = [t for t in dict.fromkeys(texts) if t not in held_out]
-        report[lang] = {"sources": sources, "sentences": len(kept), "duplicates_dropped": len(texts) - len(set(texts)),
-                        "test_sentences_excluded": len(set(texts) & held_out), "skipped_non_utf8": non_utf8}
-        if not kept:
+                text.add(f"bitext {bitext.origin}", [p[bitext.side(lang)] for p in bitext.pairs])
+        if next(iter(text), None) is None:
             raise EdgelmError(f"no training text for {lang}: give one with --corpus {lang}=PATH")
-        corpora[lang] = kept
-    return corpora, report
+        texts[lang] = text
+    return texts
+
+
+def collect_corpora(cfg: DistillConfig, data_root: Path | None, user: dict[str, list[Path]],
+                    use_bundled: bool = True, bitexts: Sequence[Bitext] = ()) -> tuple[dict[str, list[str]], dict]:
+    """`training_texts`, read into lists (for text small enough to hold: routing's), with their reports."""
+    texts = training_texts(cfg, data_root, user, use_bundled, bitexts)
+    corpora = {lang: list(t) for lang, t in texts.items()}
+    return corpora, {lang: t.report for lang, t in texts.items()}
 
 
 def check_bitexts(cfg: DistillConfig, bitexts: Sequence[Bitext]) -> None:
@@ -87,16 +91,15 @@ def check_bitexts(cfg: DistillConfig, bitexts: Sequence[Bitext]) -> None:
                               f"{cfg.source} and {' or '.join(cfg.targets)}")
 
 
-def parallel_pairs(cfg: DistillConfig, data_root: Path | None, corpora: dict[str, list[str]],
-                   bitexts: Sequence[Bitext] = ()) -> dict[str, list[int]]:
+def parallel_pairs(cfg: DistillConfig, data_root: Path | None, corpora: Mapping[str, Iterable[str]],
+                   bitexts: Sequence[Bitext] = ()) -> dict[str, np.ndarray]:
     """For each target sentence, the index of its source translation in the source corpus (or -1).
 
     Translations come from SIB-200 (rows share `index_id` across languages, so its train/dev splits are
     a parallel corpus) and from the user's bitext. A pair whose side was an evaluation sentence has no
-    anchor (that side is not in the corpus).
+    anchor (that side is not in the corpus). The corpora are read once each, streamed.
     """
     have = set(sib200_languages(data_root)) if data_root is not None else set()
-    src_pos = {t: i for i, t in enumerate(corpora[cfg.source])}
     translation: dict[str, dict[str, str]] = {t: {} for t in cfg.targets}
     if cfg.source in have:
         by_id: dict[int, str] = {}
@@ -113,7 +116,10 @@ def parallel_pairs(cfg: DistillConfig, data_root: Path | None, corpora: dict[str
             s, t = b.side(cfg.source), b.side(target)
             for pair in b.pairs:
                 translation[target].setdefault(pair[t], pair[s])
-    return {target: [src_pos.get(translation[target].get(t, ""), -1) for t in corpora[target]]
+    wanted = {src for per_target in translation.values() for src in per_target.values()}
+    src_pos = {t: i for i, t in enumerate(corpora[cfg.source]) if t in wanted}
+    return {target: np.fromiter((src_pos.get(translation[target].get(t, ""), -1) for t in corpora[target]),
+                                dtype=np.int64)
             for target in cfg.targets if translation[target]}
 
 
@@ -209,11 +215,12 @@ def distill(cfg: DistillConfig, out: Path, *, data_root: Path | None, corpora_pa
         if cfg.task_teacher:
             check_task_teacher(Path(cfg.task_teacher), task_data)
     check_bitexts(cfg, bitexts)
-    corpora, corpus_report = collect_corpora(cfg, data_root, corpora_paths, use_bundled, bitexts)
+    texts = training_texts(cfg, data_root, corpora_paths, use_bundled, bitexts)
+    corpus_report = {lang: text.scan() for lang, text in texts.items()}
     if cfg.phase in ("general", "both"):
-        for lang, texts in corpora.items():
-            if len(texts) < cfg.batch_size:
-                raise EdgelmError(f"corpus for {lang} has {len(texts)} sentences, fewer than one batch of "
+        for lang, report in corpus_report.items():
+            if report["sentences"] < cfg.batch_size:
+                raise EdgelmError(f"corpus for {lang} has {report['sentences']} sentences, fewer than one batch of "
                                   f"{cfg.batch_size}; give more text or a smaller --batch-size")
     teacher_path = resolve_model(cfg.teacher)
     check_checkpoint(teacher_path)
@@ -239,7 +246,7 @@ def distill(cfg: DistillConfig, out: Path, *, data_root: Path | None, corpora_pa
             shutil.rmtree(out)
         out.mkdir(parents=True, exist_ok=True)
     prefixes = list((getattr(teacher.config, "edgelm", None) or {}).get("prefixes", {}).values())
-    vocab = trim_vocabulary(tok_json, corpora, threshold=cfg.vocab_threshold, min_count=cfg.vocab_min_count,
+    vocab = trim_vocabulary(tok_json, texts, threshold=cfg.vocab_threshold, min_count=cfg.vocab_min_count,
                             extra_texts=prefixes)
     if resuming and (out / "vocab.json").is_file():
         kept = np.array(json.loads((out / "vocab.json").read_text())["kept"], dtype=np.int64)
@@ -271,11 +278,17 @@ def distill(cfg: DistillConfig, out: Path, *, data_root: Path | None, corpora_pa
 
     if cfg.phase in ("general", "both"):
         tokenizer = vocab.tokenizer()
-        tokenized = {lang: TokenizedCorpus.build(tokenizer, texts, recipe.prefix, cfg.max_length)
-                     for lang, texts in corpora.items()}
+        tokenized = {}
+        for lang, text in texts.items():  # rank 0 builds (or finds) each shard; the others open it after
+            if world.main:
+                tokenized[lang] = TokenizedCorpus.cached(text, tokenizer, recipe.prefix, cfg.max_length)
+            world.barrier()
+            if not world.main:
+                tokenized[lang] = TokenizedCorpus.cached(text, tokenizer, recipe.prefix, cfg.max_length)
+        summary["corpora"]["shards"] = {lang: str(c.shard.folder) for lang, c in tokenized.items()}
         try:
-            pairs = parallel_pairs(cfg, data_root, corpora, bitexts) if cfg.alpha_parallel or cfg.alpha_contrastive else {}
-            summary["corpora"]["parallel_pairs"] = {k: sum(i >= 0 for i in v) for k, v in pairs.items()}
+            pairs = parallel_pairs(cfg, data_root, texts, bitexts) if cfg.alpha_parallel or cfg.alpha_contrastive else {}
+            summary["corpora"]["parallel_pairs"] = {k: int((v >= 0).sum()) for k, v in pairs.items()}
             summary["general"] = _train_on_world(
                 world, lambda: train_general(cfg, teacher, student, vocab.kept, tokenized, out, pad_id=pad_id,
                                              resume=resuming, pairs=pairs, source=cfg.source, hardware=hw,

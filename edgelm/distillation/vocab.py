@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,15 +81,26 @@ def _remap_ids(node, mapping: dict[int, int]):
     return node
 
 
-def trim_vocabulary(tokenizer_json: dict, corpora: dict[str, list[str]], *, threshold: float = 1e-6,
+def _chunks(texts: Iterable[str], size: int) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for t in texts:
+        chunk.append(t)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def trim_vocabulary(tokenizer_json: dict, corpora: Mapping[str, Iterable[str]], *, threshold: float = 1e-6,
                     min_count: int = 1, extra_texts: list[str] = (), keep_script_chars: bool = True) -> TrimmedVocab:
     """Trim `tokenizer_json` (a parsed tokenizer.json) to the pieces the `corpora` need.
 
-    `corpora` maps language -> sentences. A piece is kept when, in some language, it occurs at least
+    `corpora` maps language -> sentences (any iterable, read once, in chunks). A piece is kept when, in some language, it occurs at least
     `min_count` times and its relative frequency reaches `threshold`. `extra_texts` (e.g. the
     model's prefixes) are always fully covered.
     """
-    if len(corpora) < 1 or any(not texts for texts in corpora.values()):
+    if len(corpora) < 1:
         raise EdgelmError("vocabulary trimming needs non-empty text for every language")
     tok = Tokenizer.from_str(json.dumps(tokenizer_json))
     model = tokenizer_json["model"]
@@ -97,16 +108,22 @@ def trim_vocabulary(tokenizer_json: dict, corpora: dict[str, list[str]], *, thre
     keep: set[int] = {t["id"] for t in tokenizer_json.get("added_tokens", [])}
     per_language = {}
     scripts: set[str] = set()
-    for lang, texts in corpora.items():
-        counts: Counter[int] = Counter()
-        for enc in tok.encode_batch(list(texts), add_special_tokens=False):
-            counts.update(enc.ids)
-        total = sum(counts.values())
-        frequent = {i for i, c in counts.items() if c >= min_count and c / total >= threshold}
+    for lang, texts in corpora.items():  # streamed in chunks: a corpus need not fit in memory
+        counts = np.zeros(len(pieces), dtype=np.int64)
+        sentences = 0
+        for chunk in _chunks(texts, 8192):
+            sentences += len(chunk)
+            ids = [i for enc in tok.encode_batch(chunk, add_special_tokens=False) for i in enc.ids]
+            counts += np.bincount(np.asarray(ids, dtype=np.int64), minlength=len(pieces))[: len(pieces)]
+            for text in chunk:
+                scripts.update(char_script(ch) for ch in set(text) if not ch.isspace())
+        if not sentences:
+            raise EdgelmError(f"vocabulary trimming needs non-empty text for every language ({lang} has none)")
+        total = int(counts.sum())
+        seen = np.flatnonzero(counts)
+        frequent = {int(i) for i in seen if counts[i] >= min_count and counts[i] / total >= threshold}
         keep |= frequent
-        for text in texts:
-            scripts.update(char_script(ch) for ch in text if not ch.isspace())
-        per_language[lang] = {"sentences": len(texts), "tokens": total, "distinct_pieces": len(counts),
+        per_language[lang] = {"sentences": sentences, "tokens": total, "distinct_pieces": int(seen.size),
                               "kept_by_frequency": len(frequent)}
     for enc in tok.encode_batch(list(extra_texts), add_special_tokens=False):
         keep.update(enc.ids)

@@ -101,28 +101,25 @@ def teacher_targets(cfg: RouteConfig) -> set[str]:
 
 
 @torch.no_grad()
-def _cache(texts_ids: list[list[int]], body, teacher, to_teacher: torch.Tensor, pad_id: int,
+def _cache(corpus, body, teacher, to_teacher: torch.Tensor, pad_id: int,
            label: str, batch: int = 32, hw=None) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor | None]:
-    """Body states, teacher last states and teacher sentence embeddings of every sentence
+    """Body states, teacher last states and teacher sentence embeddings of every sentence of `corpus`
     (body states only when `teacher` is None: text the router sees but no expert trains on)."""
-    from edgelm.distillation.general import TokenizedCorpus
-
-    corpus = TokenizedCorpus(texts_ids)
     b_out, t_out, t_emb = [], [], []
-    with progress_bar(f"caching {label}", len(texts_ids), "sent") as advance:
-        for start in range(0, len(texts_ids), batch):
-            rows = texts_ids[start : start + batch]
+    with progress_bar(f"caching {label}", len(corpus), "sent") as advance:
+        for start in range(0, len(corpus), batch):
+            rows = corpus.lengths(np.arange(start, min(start + batch, len(corpus)))).tolist()
             ids, mask = (x.to(hw.device) for x in corpus.batch(np.arange(start, start + len(rows)), pad_id))
             if body is not None:
                 with hw.precision.autocast():
                     bh = body(input_ids=ids, attention_mask=mask).last_hidden_state.float().cpu()
-                b_out += [bh[k, : len(r)].clone() for k, r in enumerate(rows)]
+                b_out += [bh[k, :n].clone() for k, n in enumerate(rows)]
             if teacher is not None:
                 with hw.precision.autocast():
                     th = teacher(input_ids=to_teacher[ids], attention_mask=mask).last_hidden_state.float()
                 t_emb.append(masked_mean_torch(th, mask).cpu())
                 th = th.cpu()
-                t_out += [th[k, : len(r)].clone() for k, r in enumerate(rows)]
+                t_out += [th[k, :n].clone() for k, n in enumerate(rows)]
             advance(len(rows))
     return b_out, t_out, (torch.cat(t_emb) if t_emb else None)
 
@@ -145,8 +142,8 @@ def cache_groups(groups: dict[str, list[Sentence]], teach: set[str], *, body, ru
     prefix = EmbeddingRecipe.from_config(student_config, str(student_dir)).prefix
     tokenizer, pad = Tokenizer.from_file(str(student_dir / "tokenizer.json")), student_config.pad_token_id
 
-    def ids_of(texts: list[str]) -> list[list[int]]:
-        return TokenizedCorpus.build(tokenizer, texts, prefix, max_length).ids
+    def ids_of(texts: list[str]) -> TokenizedCorpus:
+        return TokenizedCorpus.build(tokenizer, texts, prefix, max_length)
 
     cached, embedding = {}, {}
     for name, sentences in groups.items():
