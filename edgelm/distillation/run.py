@@ -22,7 +22,6 @@ import numpy as np
 
 from edgelm.atomic import atomic_write_text
 from edgelm.data.bitext import Bitext
-from edgelm.data.corpus import read_corpus
 from edgelm.data.ntrex import ntrex_languages
 from edgelm.data.sib200 import load_sib200, sib200_languages
 from edgelm.data.tatoeba import load_tatoeba, tatoeba_languages
