@@ -122,7 +122,9 @@ def shard_corpus(path: PathLike, *, model: str = "e5-small", language: str, data
                  max_length: int = 128) -> dict:
     """Tokenize a plain-text corpus with `model`'s tokenizer as distillation reads text in `language`
     (evaluation sentences removed, duplicates dropped) into a cached memory-mapped shard; report it.
-    A distillation run whose text for `language` is exactly this corpus (`--no-bundled`) reuses it."""
+    Shards are keyed by text and tokenizer: a distillation run reuses this one only when its text for
+    `language` is exactly this corpus (`--no-bundled`) and its tokenizer is `model`'s — a student's
+    trimmed tokenizer (`--model runs/X/general`), since distillation tokenizes with the student's."""
     from tokenizers import Tokenizer
 
     from edgelm.checkpoint import EmbeddingRecipe, check_checkpoint, read_config

@@ -91,6 +91,16 @@ def test_two_ranks_and_accumulation_follow_one_process(cli, teacher_dir, tmp_pat
         "encoder.layer.2.attention.self.query.weight"]).abs().max()) > 10 * TOLERANCE
 
 
+def test_two_ranks_train_with_attention_terms_alone(tmp_path):
+    # Without the hidden-state and embedding terms, the top layer's value/output/feed-forward weights get
+    # no gradient; DDP must be told, or it stops at the second step.
+    proc = _torchrun([*BASE, "--steps", "3", "--batch-size", "4", "--alpha-hidden", "0", "--alpha-embed", "0",
+                      "--alpha-parallel", "0", "--out", str(tmp_path / "ddp")])
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert (tmp_path / "ddp" / "general" / "model.safetensors").is_file()
+
+
 def test_a_killed_rank_fails_in_one_line_and_resumes_in_one_process(cli, teacher_dir, tmp_path):
     args = [*BASE, "--steps", "40", "--batch-size", "4", "--checkpoint-every", "5"]
     run = tmp_path / "ddp"

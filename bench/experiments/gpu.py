@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from edgelm.benchmarks.experiments.scale import _edgelm, _rate
+from edgelm.benchmarks.experiments.scale import _cached, _edgelm, _rate
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -41,12 +41,15 @@ def main(argv: list[str] | None = None) -> None:
     rows = {}
     for name, (device, precision, batch, steps) in cases.items():
         run = args.out / name.replace(" ", "_").replace(",", "")
-        wall, rss = _edgelm(["distill", "--phase", "general", "--target", "swh_Latn", "--device", device,
-                             "--precision", precision, "--batch-size", str(batch), "--steps", str(steps),
-                             "--overwrite", "--out", str(run)])
-        warm = 20 if steps > 40 else 10
-        rate = _rate(run, warm, steps, batch)
-        rows[name] = {"sentences_per_s": round(rate, 1), "steps_per_s": round(rate / batch, 2), "wall_s": round(wall, 1)}
+
+        def make(device=device, precision=precision, batch=batch, steps=steps, run=run):
+            wall, rss = _edgelm(["distill", "--phase", "general", "--target", "swh_Latn", "--device", device,
+                                 "--precision", precision, "--batch-size", str(batch), "--steps", str(steps),
+                                 "--overwrite", "--out", str(run)])
+            rate = _rate(run, 20 if steps > 40 else 10, steps, batch)
+            return {"sentences_per_s": round(rate, 1), "steps_per_s": round(rate / batch, 2), "wall_s": round(wall, 1)}
+
+        rows[name] = _cached(args.out, name, make)  # a killed or failed run keeps the rows it measured
         print(f"{name}: {rows[name]}", file=sys.stderr, flush=True)
     cpu = rows["cpu fp32, batch 16"]["steps_per_s"]
     result = {"machine": machine_info(), "gpu": torch.cuda.get_device_name(0), "rows": rows}

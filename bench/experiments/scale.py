@@ -5,8 +5,8 @@
 
 quality     The same 4-layer eng->swh phase-1 student (same vocabulary rule, same settings) at a fixed step
             budget on three kinds of training text: SIB-200 train+dev only (the default; with the teacher
-            cache, since it is read 15 times), + corpus/ (monolingual eng and swh), + corpus/ + MAFAND
-            eng-swh bitext as parallel anchors. Scored with the teacher on SIB-200 swh (probe trained on
+            cache, since it is read 15 times), + corpus/ (monolingual eng and swh), + MAFAND eng-swh
+            bitext as parallel anchors, and + both. Scored with the teacher on SIB-200 swh (probe trained on
             English), Tatoeba swh<->eng and NTREX swh<->eng retrieval, as fractions of the teacher.
 throughput  Phase-1 sentences/s on this machine, each against its baseline in the same run: 1 vs 2 CPU
             processes (torchrun, gloo) at the same global batch; teacher cache off vs on (second epoch,
@@ -35,6 +35,7 @@ TEXTS = {  # row -> extra arguments for `edgelm distill`, given the data root
     "SIB-200 only": lambda root: ["--teacher-cache"],
     "+ corpus/": lambda root: ["--corpus", f"eng_Latn={root / 'corpus' / 'eng_Latn.txt.gz'}",
                                "--corpus", f"swh_Latn={root / 'corpus' / 'swh_Latn.txt.gz'}"],
+    "+ MAFAND bitext": lambda root: ["--bitext", str(root / "parallel" / "mafand" / "eng-swh_Latn.tsv")],
     "+ corpus/ + MAFAND bitext": lambda root: ["--corpus", f"eng_Latn={root / 'corpus' / 'eng_Latn.txt.gz'}",
                                                "--corpus", f"swh_Latn={root / 'corpus' / 'swh_Latn.txt.gz'}",
                                                "--bitext", str(root / "parallel" / "mafand" / "eng-swh_Latn.tsv")],

@@ -43,7 +43,8 @@ def corpus(
     language: Annotated[Optional[str], typer.Option(help="Also tokenize it as distillation reads text in this language "
                                                          "(evaluation sentences removed) into a cached memory-mapped "
                                                          "shard, and report the shard.")] = None,
-    model: Annotated[str, typer.Option(help="With --language: the tokenizer's model (teacher name or folder).")] = "e5-small",
+    model: Annotated[str, typer.Option(help="With --language: whose tokenizer (teacher name, or a student folder: "
+                                            "distillation tokenizes with the student's trimmed one).")] = "e5-small",
     max_length: Annotated[int, typer.Option(help="With --language: tokens per sentence.")] = 128,
     data: Annotated[Optional[Path], typer.Option(help="Data folder (its evaluation sets are kept out).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,

@@ -56,12 +56,17 @@ class TokenizedCorpus:
         return cls(TokenShard.from_rows(r for rows in encode_chunks(tokenizer, texts, prefix, max_length) for r in rows))
 
     @classmethod
-    def cached(cls, text: TrainingText, tokenizer, prefix: str, max_length: int) -> TokenizedCorpus:
+    def cached(cls, text: TrainingText, tokenizer, prefix: str, max_length: int, build: bool = True,
+               poll_seconds: float = 2.0) -> TokenizedCorpus:
         """The memory-mapped shard of `text` for this tokenizer: found in the cache, or tokenized now
-        (streamed) and kept there for later runs. A shard whose record does not match is rebuilt."""
+        (streamed) and kept there for later runs. A shard whose record does not match is rebuilt.
+        `build=False` (ranks other than 0) waits for another process to write it instead."""
         text.scan()
         key = shard_key(text.sha256, tokenizer_hash(tokenizer), prefix, max_length)
         shard = find_shard(key)
+        while shard is None and not build:
+            time.sleep(poll_seconds)
+            shard = find_shard(key)
         if shard is None:
             with progress_bar(f"tokenizing {text.language}", text.report["sentences"], "sent") as advance:
                 shard = write_shard(key, tokenizer, text, progress=advance, extra={"language": text.language})
@@ -194,15 +199,20 @@ def train_general(cfg: DistillConfig, teacher, student, kept_ids: np.ndarray, co
     if resume and (ckpt / "state.json").is_file():
         state = load_checkpoint(ckpt, student, opt)
         step, elapsed_before = state["step"], state["elapsed_s"]
+        if state.get("scaler"):  # fp16: the loss scale the run had reached
+            scaler.load_state_dict(state["scaler"])
     if world.main:
         _truncate_log(log_path, step)
-    model = world.wrap(student, device)  # after the checkpoint: DDP starts every rank from rank 0's weights
+    # After the checkpoint: DDP starts every rank from rank 0's weights. Without the hidden-state and
+    # embedding terms the top layer's value/output/feed-forward weights get no gradient.
+    model = world.wrap(student, device, unused=not (cfg.alpha_hidden or cfg.alpha_embed))
 
     targets = TeacherTargets(teacher, to_teacher, lmap, attentions=bool(cfg.alpha_attn),
                              autocast=hw.precision.autocast, cache=teacher_cache)
     if teacher_cache:
         reads = cfg.steps * cfg.batch_size / max(1, sum(sizes.values()))
-        targets.check_fits([n for c in corpora.values() for n in c.lengths(np.arange(len(c))).tolist()], say)
+        targets.check_fits([n for c in corpora.values() for n in c.lengths(np.arange(len(c))).tolist()], say,
+                           copies=world.local_size)
         if reads < 1.5:
             say(f"teacher cache: this run reads each sentence about {reads:.1f} times, so the cache saves little")
     # Each sentence's anchor in the teacher's source-language space: its own embedding for source
@@ -261,7 +271,7 @@ def train_general(cfg: DistillConfig, teacher, student, kept_ids: np.ndarray, co
                     scaler.scale(loss * world.size).backward()
                 total += torch.tensor([float(terms[n].detach()) if n in terms else 0.0 for n in names],
                                       dtype=torch.float64)
-            total = world.all_sum(total)
+            total = world.all_sum(total.to(device)).cpu()  # NCCL reduces GPU tensors only
             loss_value = float(total.sum())
             if not np.isfinite(loss_value):
                 raise EdgelmError(f"loss became {loss_value} at step {step}; lower --lr"
@@ -283,7 +293,8 @@ def train_general(cfg: DistillConfig, teacher, student, kept_ids: np.ndarray, co
                 log_fh.flush()
             if world.main and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
                 save_checkpoint(ckpt, student, opt, {"step": step,
-                                                     "elapsed_s": elapsed_before + time.perf_counter() - started})
+                                                     "elapsed_s": elapsed_before + time.perf_counter() - started,
+                                                     "scaler": scaler.state_dict() if scaler.is_enabled() else None})
             advance(1, info=f"loss {loss_value:.4f}")
     student.to("cpu").eval()
     summary = {"steps": step, "final_terms": {k: v for k, v in last.items() if k in terms or v}, "layer_map": lmap,

@@ -128,13 +128,19 @@ class World:
             dist.all_reduce(values)
         return values
 
-    def wrap(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-        """DDP around `model` when there are several ranks."""
+    def wrap(self, model: torch.nn.Module, device: torch.device, *, unused: bool = False) -> torch.nn.Module:
+        """DDP around `model` when there are several ranks (`unused`: some parameters may get no gradient)."""
         if self.size == 1:
             return model
         from torch.nn.parallel import DistributedDataParallel
 
-        return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                       find_unused_parameters=unused)
+
+    @property
+    def local_size(self) -> int:
+        """Ranks on this machine (torchrun's LOCAL_WORLD_SIZE)."""
+        return int(os.environ.get("LOCAL_WORLD_SIZE", self.size))
 
 
 @dataclass(frozen=True)
@@ -152,6 +158,11 @@ class Hardware:
             raise EdgelmError("--grad-accum must be at least 1")
         world = World.from_env()
         dev = resolve_device(device, world.local_rank)
+        if dev.type == "cuda":
+            if world.local_size > torch.cuda.device_count():
+                raise EdgelmError(f"{world.local_size} ranks on this machine but {torch.cuda.device_count()} GPU(s): "
+                                  "start at most one rank per GPU (torchrun --nproc-per-node)")
+            torch.cuda.set_device(dev)  # before anything touches CUDA, so each rank's context is on its own GPU
         return cls(dev, Precision(precision, dev), world, grad_accum)
 
     @property

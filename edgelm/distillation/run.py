@@ -38,13 +38,14 @@ def evaluation_sentences(data_root: Path | None, lang: str) -> set[str]:
         return set()
     held_out: set[str] = set()
     if lang in sib200_languages(data_root):
-        held_out |= {r.text for r in load_sib200(data_root, lang, "test")}
+        held_out |= {r.text.strip() for r in load_sib200(data_root, lang, "test")}
     if lang in tatoeba_languages(data_root) or lang == "eng_Latn":
         for other in tatoeba_languages(data_root):
             src, eng = load_tatoeba(data_root, other)
-            held_out |= set(eng if lang == "eng_Latn" else (src if other == lang else []))
+            held_out |= {t.strip() for t in (eng if lang == "eng_Latn" else (src if other == lang else []))}
     if lang in ntrex_languages(data_root):
-        held_out |= set((data_root / "parallel" / "ntrex" / f"{lang}.txt").read_text(encoding="utf-8").splitlines())
+        held_out |= {t.strip() for t in (data_root / "parallel" / "ntrex" / f"{lang}.txt").read_text(
+            encoding="utf-8").splitlines()}
     return held_out
 
 
@@ -122,6 +123,9 @@ def parallel_pairs(cfg: DistillConfig, data_root: Path | None, corpora: Mapping[
             for target in cfg.targets if translation[target]}
 
 
+_LOST_PEER = ("gloo", "Connection closed", "Connection reset", "NCCL", "ProcessGroup", "c10d")
+
+
 def _train_on_world(world, train, checkpoint: Path) -> dict:
     """Run `train()`. Under torchrun, when another rank dies (torchrun then stops this one with SIGTERM,
     or gloo reports the lost peer), say in one line where the run stands instead of a traceback."""
@@ -145,7 +149,12 @@ def _train_on_world(world, train, checkpoint: Path) -> dict:
         result = train()
     except RuntimeError as exc:  # torch.distributed's errors (DistBackendError, gloo's) are RuntimeErrors
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # torchrun's SIGTERM must not cut the message short
-        raise lost(f"it lost the other ranks ({str(exc).splitlines()[0][:100]})") from None
+        import torch.distributed as dist
+
+        message = str(exc)
+        if not (isinstance(exc, dist.DistError) or any(w in message for w in _LOST_PEER)):
+            raise  # out of memory, a CUDA error, a bug: not a lost rank, so not reworded
+        raise lost(f"it lost the other ranks ({message.splitlines()[0][:100]})") from None
     except BaseException:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise
@@ -277,13 +286,10 @@ def distill(cfg: DistillConfig, out: Path, *, data_root: Path | None, corpora_pa
 
     if cfg.phase in ("general", "both"):
         tokenizer = vocab.tokenizer()
-        tokenized = {}
-        for lang, text in texts.items():  # rank 0 builds (or finds) each shard; the others open it after
-            if world.main:
-                tokenized[lang] = TokenizedCorpus.cached(text, tokenizer, recipe.prefix, cfg.max_length)
-            world.barrier()
-            if not world.main:
-                tokenized[lang] = TokenizedCorpus.cached(text, tokenizer, recipe.prefix, cfg.max_length)
+        # rank 0 builds (or finds) each shard; the others wait for it on disk, not in a collective call
+        # (tokenizing a large corpus can outlast the process group's timeout)
+        tokenized = {lang: TokenizedCorpus.cached(text, tokenizer, recipe.prefix, cfg.max_length, build=world.main)
+                     for lang, text in texts.items()}
         summary["corpora"]["shards"] = {lang: str(c.shard.folder) for lang, c in tokenized.items()}
         try:
             pairs = parallel_pairs(cfg, data_root, texts, bitexts) if cfg.alpha_parallel or cfg.alpha_contrastive else {}

@@ -57,11 +57,13 @@ class TeacherTargets:
         return 2 * length * (len(self.hidden_idx) * cfg.hidden_size
                              + len(self.attn_idx) * cfg.num_attention_heads * length)
 
-    def check_fits(self, lengths: list[int], note) -> int:
-        """The cache's size for sentences of `lengths`; refuse it when it would not fit in memory."""
-        need = sum(self.bytes_per_sentence(n) for n in lengths)
+    def check_fits(self, lengths: list[int], note, copies: int = 1) -> int:
+        """The cache's size for sentences of `lengths` (times `copies`: ranks on this machine each keep
+        one, since every rank sees every sentence over the epochs); refuse it when it would not fit."""
+        need = sum(self.bytes_per_sentence(n) for n in lengths) * copies
         have = available_memory()
-        note(f"teacher cache: {len(lengths)} sentences, {need / 2**30:.2f} GiB of RAM when full (float16)"
+        note(f"teacher cache: {len(lengths)} sentences, {need / 2**30:.2f} GiB of RAM when full (float16"
+             + (f", one per rank: {copies} here)" if copies > 1 else ")")
              + (f"; {have / 2**30:.1f} GiB available" if have else ""))
         if have is not None and need > 0.8 * have:
             raise EdgelmError(f"the teacher cache needs {need / 2**30:.1f} GiB but {have / 2**30:.1f} GiB is available; "

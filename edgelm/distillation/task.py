@@ -172,7 +172,7 @@ def train_task(cfg: DistillConfig, teacher_path: Path, out: Path, *, data_root: 
             raise EdgelmError(f"{out} holds a phase-2 run with other task settings or another task; resume with the "
                               f"same ones or delete {ckpt} to start phase 2 again")
         state = load_checkpoint(ckpt, student, opt)
-        if state["stage"] == 1:
+        if state["stage"] >= 1:
             masks = {n: m.bool().to(hw.device) for n, m in read_tensors(mask_file, "the LT-SFT mask")[1].items()}
     started = time.perf_counter()
     total = sum(e for _, e in stages) * -(-len(train) // cfg.task_batch_size)
