@@ -129,7 +129,6 @@ def shard_corpus(path: PathLike, *, model: str = "e5-small", language: str, data
 
     from edgelm.checkpoint import EmbeddingRecipe, check_checkpoint, read_config
     from edgelm.data.languages import normalize_language
-    from edgelm.data.locate import data_root
     from edgelm.distillation.general import TokenizedCorpus
     from edgelm.distillation.run import evaluation_sentences
     from edgelm.distillation.text import TrainingText
@@ -137,7 +136,7 @@ def shard_corpus(path: PathLike, *, model: str = "e5-small", language: str, data
 
     folder = resolve_model(model)
     check_checkpoint(folder)
-    root = data_root(data) if data is not None or _has_data() else None
+    root, _ = _corpus_data(data, {language: path})  # no data folder: nothing to keep out
     lang = normalize_language(language)
     text = TrainingText(lang, evaluation_sentences(root, lang))
     text.add_corpus(Path(path))
@@ -149,16 +148,6 @@ def shard_corpus(path: PathLike, *, model: str = "e5-small", language: str, data
     return {"path": str(path), "language": lang, "model": str(folder), "shard": str(shard.folder),
             "sentences": len(shard), "tokens": int(shard.meta["tokens"]), "mb_on_disk": round(disk / 2**20, 2),
             "text_sha256": text.sha256, "tokenizer_sha256": shard.meta["tokenizer_sha256"], "read": text.report}
-
-
-def _has_data() -> bool:
-    from edgelm.data.locate import data_root
-
-    try:
-        data_root(None)
-        return True
-    except EdgelmError:
-        return False
 
 
 def _domains(domains: str | Sequence[str], root: Path | None, have: list[str]) -> tuple[str, tuple[str, ...]]:

@@ -54,7 +54,8 @@ def _edgelm(args: list[str], *, nproc: int = 1) -> tuple[float, float]:
                "-m", "edgelm", *args]
     else:
         cmd = [sys.executable, "-c", RSS, *args]
-    print("+ " + " ".join(cmd[-len(args) - (0 if nproc == 1 else 2):]), file=sys.stderr, flush=True)
+    print(f"+ {'torchrun x' + str(nproc) + ' ' if nproc > 1 else ''}edgelm {' '.join(args)}", file=sys.stderr,
+          flush=True)
     started = time.perf_counter()
     done = subprocess.run(cmd, env=env, stderr=subprocess.PIPE, text=True)
     sys.stderr.write(done.stderr[-2000:])

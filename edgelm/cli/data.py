@@ -57,11 +57,6 @@ def corpus(
     for line in iter_corpus(path, c):  # streamed: a corpus larger than memory is fine
         lines += 1
         characters += len(line)
-    if not lines:
-        from edgelm.errors import EdgelmError
-
-        extra = f" ({c.skipped_non_utf8} lines were not UTF-8)" if c.skipped_non_utf8 else ""
-        raise EdgelmError(f"corpus {path} is empty{extra}")
     result = {"path": str(path), "files": len(c.files), "lines": lines, "skipped_non_utf8": c.skipped_non_utf8,
               "skipped_empty": c.skipped_empty, "characters": characters}
     if language:

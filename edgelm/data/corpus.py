@@ -44,8 +44,9 @@ def corpus_files(path: Path) -> list[Path]:
 
 def iter_corpus(path: str | Path, counts: Corpus | None = None) -> Iterator[str]:
     """Stream the non-empty lines under `path`, one at a time (nothing held in memory); skipped
-    lines are counted in `counts` when given."""
+    lines are counted in `counts` when given. A corpus with no usable line is an error."""
     counts = counts if counts is not None else Corpus()
+    skipped_before, lines = counts.skipped_non_utf8, 0
     for file in corpus_files(Path(path)):
         counts.files.append(file)
         opener = gzip.open if file.name.endswith(".gz") else open
@@ -60,9 +61,13 @@ def iter_corpus(path: str | Path, counts: Corpus | None = None) -> Iterator[str]
                     if not line:
                         counts.skipped_empty += 1
                         continue
+                    lines += 1
                     yield line
         except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
             raise EdgelmError(f"cannot read corpus file {file}: {exc}") from None
+    if not lines:
+        bad = counts.skipped_non_utf8 - skipped_before
+        raise EdgelmError(f"corpus {path} is empty" + (f" ({bad} lines were not UTF-8)" if bad else ""))
 
 
 def read_corpus(path: str | Path, *, max_lines: int | None = None) -> Corpus:
@@ -73,7 +78,4 @@ def read_corpus(path: str | Path, *, max_lines: int | None = None) -> Corpus:
         corpus.lines.append(line)
         if max_lines is not None and len(corpus.lines) >= max_lines:
             return corpus
-    if not corpus.lines:
-        extra = f" ({corpus.skipped_non_utf8} lines were not UTF-8)" if corpus.skipped_non_utf8 else ""
-        raise EdgelmError(f"corpus {path} is empty{extra}")
     return corpus

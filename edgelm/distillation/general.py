@@ -282,7 +282,7 @@ def train_general(cfg: DistillConfig, teacher, student, kept_ids: np.ndarray, co
             scaler.step(opt)
             scaler.update()
             step += 1
-            last = {n: float(v) for n, v in zip(names, total) if v or n in ("hidden", "embed")}
+            last = {n: float(v) for n, v in zip(names, total) if v or n in terms}
             if writer is not None and (step % cfg.log_every == 0 or step == cfg.steps):
                 writer.writerow({"step": step, "language": lang, "loss": f"{loss_value:.6f}",
                                  "hidden": f"{last.get('hidden', 0):.6f}", "attn": f"{last.get('attn', 0):.8f}",
@@ -297,7 +297,7 @@ def train_general(cfg: DistillConfig, teacher, student, kept_ids: np.ndarray, co
                                                      "scaler": scaler.state_dict() if scaler.is_enabled() else None})
             advance(1, info=f"loss {loss_value:.4f}")
     student.to("cpu").eval()
-    summary = {"steps": step, "final_terms": {k: v for k, v in last.items() if k in terms or v}, "layer_map": lmap,
+    summary = {"steps": step, "final_terms": last, "layer_map": lmap,
                "train_seconds": round(elapsed_before + time.perf_counter() - started, 1),
                "hardware": hw.describe()}
     if teacher_cache:

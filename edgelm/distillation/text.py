@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from edgelm.data.corpus import Corpus, iter_corpus
-from edgelm.errors import EdgelmError
 
 
 class TrainingText:
@@ -33,17 +32,8 @@ class TrainingText:
         self.parts.append((origin, lines if callable(lines) else (lambda counts, lines=lines: lines)))
 
     def add_corpus(self, path: Path) -> None:
-        """A plain-text corpus file or folder, streamed; one with no usable line is an error."""
-        def lines(counts: Corpus) -> Iterator[str]:
-            before = counts.skipped_non_utf8
-            n = 0
-            for n, line in enumerate(iter_corpus(path, counts), start=1):
-                yield line
-            if n == 0:
-                bad = counts.skipped_non_utf8 - before
-                raise EdgelmError(f"corpus {path} is empty" + (f" ({bad} lines were not UTF-8)" if bad else ""))
-
-        self.add(str(path), lines)
+        """A plain-text corpus file or folder, streamed (one with no usable line is an error)."""
+        self.add(str(path), lambda counts, path=path: iter_corpus(path, counts))
 
     def __iter__(self) -> Iterator[str]:
         seen: set[bytes] = set()
@@ -53,7 +43,8 @@ class TrainingText:
         for _, lines in self.parts:
             for line in lines(counts):
                 read += 1
-                key = hashlib.blake2b(line.encode("utf-8"), digest_size=8).digest()
+                raw = line.encode("utf-8")
+                key = hashlib.blake2b(raw, digest_size=8).digest()
                 if key in seen:
                     continue
                 seen.add(key)
@@ -61,7 +52,7 @@ class TrainingText:
                     excluded += 1
                     continue
                 kept += 1
-                digest.update(line.encode("utf-8") + b"\n")
+                digest.update(raw + b"\n")
                 yield line
         self.report = {"sources": [origin for origin, _ in self.parts], "sentences": kept,
                        "duplicates_dropped": read - len(seen), "test_sentences_excluded": excluded,
