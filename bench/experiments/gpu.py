@@ -10,7 +10,6 @@ taken between logged steps after a warm-up, from each run's own log. Refuses to 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -29,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     if not torch.cuda.is_available():
         sys.exit(f"no CUDA device: torch {torch.__version__} ({torch.version.cuda or 'CPU-only build'})")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from edgelm.benchmarks.harness import machine_info
+    from edgelm.benchmarks.harness import machine_info, save_results
 
     cases = {  # name -> (device, precision, batch, steps)
         "cpu fp32, batch 16": ("cpu", "fp32", 16, args.cpu_steps),
@@ -53,15 +52,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name}: {rows[name]}", file=sys.stderr, flush=True)
     cpu = rows["cpu fp32, batch 16"]["steps_per_s"]
     result = {"machine": machine_info(), "gpu": torch.cuda.get_device_name(0), "rows": rows}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(result, indent=1))
     lines = [f"Phase 1 on {result['gpu']} vs this machine's CPU ({result['machine']['cpu']}, "
              f"{result['machine']['cores']} cores):", "", "| setting | steps/s | sentences/s | vs CPU (steps/s) |",
              "|---|---|---|---|"]
     for name, r in rows.items():
         lines.append(f"| {name} | {r['steps_per_s']} | {r['sentences_per_s']} | {r['steps_per_s'] / cpu:.1f}× |")
     md = "\n".join(lines) + "\n"
-    (args.out / "results.md").write_text(md)
+    save_results(result, md, args.out, "gpu", kind="gpu")
     print(md)
 
 

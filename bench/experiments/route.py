@@ -18,7 +18,7 @@ every text has a topic); the generalist row is the body's own student, the score
 cross-lingual retrieval among that topic's parallel test sentences (`eval --domains topics`), oracle
 routing runs each sentence's true topic expert, and the router is scored on naming the topic of
 SIB-200 test sentences in all 16 languages.
-Results: `results-NAME.json` and `results-NAME.md` in --out. Evaluations are cached per row, so a killed run
+Results: `results-route-NAME.json` and `results-route-NAME.md` in --out (and bench/results/route-NAME.json). Evaluations are cached per row, so a killed run
 resumes.
 """
 
@@ -229,8 +229,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="the routed ONNX bundle timed on the device runtime")
     ap.add_argument("--data", type=Path, default=None)
     args = ap.parse_args(argv)
-    from edgelm.atomic import atomic_write_text
-    from edgelm.benchmarks.harness import machine_info
+    from edgelm.benchmarks.harness import machine_info, save_results
     from edgelm.tradeoffs.matrix import from_json
     from edgelm.tradeoffs.tradeoff import tradeoff_report
 
@@ -274,8 +273,7 @@ def main(argv: list[str] | None = None) -> None:
            "router": router_identification(routed, args.data),
            "latency": runtime_latency(bundle, args.data),
            "bundle_note": f"ONNX {quant}, onnxruntime, 1 thread, batch 1, {bundle}"}
-    atomic_write_text(out / f"results-{args.name}.json", json.dumps(res, indent=1, default=float))
-    atomic_write_text(out / f"results-{args.name}.md", render(res))
+    save_results(res, render(res), out, f"route-{args.name}", kind="route")
     print(render(res))
 
 

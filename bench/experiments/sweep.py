@@ -89,8 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/bench-sweep"))
     ap.add_argument("--data", type=Path, default=None)
     args = ap.parse_args(argv)
-    from edgelm.atomic import atomic_write_text
-    from edgelm.benchmarks.harness import machine_info
+    from edgelm.benchmarks.harness import machine_info, save_results
     from edgelm.benchmarks.experiments.route import evaluate_rows
     from edgelm.hashing import sha256_file
     from edgelm.tradeoffs.matrix import from_json
@@ -131,9 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     res = {"machine": machine_info(), "teacher": str(teacher), "teacher_mb": sum(
         p.stat().st_size for p in Path(teacher).glob("*.safetensors")) / 2**20, "variants": variants,
         "matrix": matrix, "metrics": metrics, "spearman": spearman}
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "results.json", json.dumps(res, indent=1, default=float))
-    atomic_write_text(out / "results.md", render(res))
+    save_results(res, render(res), out, "sweep", kind="sweep")
     print(render(res))
 
 

@@ -251,10 +251,10 @@ def main(argv: list[str] | None = None) -> None:
         result["wall_seconds"] = round(time.perf_counter() - started, 1)
         cached.write_text(json.dumps(result, indent=1))
         results.append(result)
-    (out / "results.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                                  "rows": results}, indent=1))
+    from edgelm.benchmarks.harness import save_results
+
     md = render(results, args)
-    (out / "results.md").write_text(md)
+    save_results({"args": {k: str(v) for k, v in vars(args).items()}, "rows": results}, md, out, "tasks", kind="tasks")
     print(md)
 
 

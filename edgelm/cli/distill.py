@@ -49,6 +49,9 @@ def distill_command(
     alpha_embed: Annotated[float, typer.Option(help="Weight of the sentence-embedding cosine loss.")] = 1.0,
     alpha_parallel: Annotated[float, typer.Option(help="Weight of the parallel-sentence loss (target sentence -> teacher's embedding of its source translation).")] = 1.0,
     alpha_contrastive: Annotated[float, typer.Option(help="Weight of the contrastive loss against the teacher's source-sentence embeddings (experimental).")] = 0.0,
+    anchor_share: Annotated[float, typer.Option(help="Fraction of each target-language batch drawn from sentences "
+                                                    "with a translation anchor (--bitext, SIB-200's parallel rows): "
+                                                    "more of the parallel loss per step.")] = 0.0,
     density: Annotated[float, typer.Option(help="LT-SFT: fraction of body parameters fine-tuned.")] = 0.08,
     full_epochs: Annotated[int, typer.Option(help="LT-SFT full-training epochs.")] = 4,
     sparse_epochs: Annotated[int, typer.Option(help="LT-SFT sparse-training epochs.")] = 6,
@@ -84,7 +87,7 @@ def distill_command(
                       layers=layers, layer_reduction=layer_reduction, layer_selection=layer_selection, steps=steps,
                       batch_size=batch_size, lr=lr, vocab_threshold=vocab_threshold, alpha_hidden=alpha_hidden,
                       alpha_attn=alpha_attn, alpha_embed=alpha_embed, alpha_parallel=alpha_parallel,
-                      alpha_contrastive=alpha_contrastive, density=density, full_epochs=full_epochs,
+                      alpha_contrastive=alpha_contrastive, anchor_share=anchor_share, density=density, full_epochs=full_epochs,
                       sparse_epochs=sparse_epochs, alpha_gold=alpha_gold, task_teacher=task_teacher,
                       teacher_epochs=teacher_epochs, teacher_lr=teacher_lr, task_lr=task_lr,
                       checkpoint_every=checkpoint_every, seed=seed, device=device, precision=precision,

@@ -2,41 +2,61 @@
 
 Step s draws from language `s % n_languages`; within a language, batches walk through a fresh
 permutation each epoch. Nothing is stateful, so a resumed run sees exactly the batches an
-uninterrupted one would have.
+uninterrupted one would have. Optionally a fixed share of a language's batch comes from a subset of
+its sentences (those with a translation anchor), walked the same way through its own permutations.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 
 
 class BalancedBatches:
-    """Batches of sentence indices, one language per batch, languages in turn."""
+    """Batches of sentence indices, one language per batch, languages in turn.
 
-    def __init__(self, sizes: dict[str, int], batch_size: int, seed: int):
+    `subsets[lang]`: indices of `lang`'s sentences that fill `round(share * batch_size)` places of each
+    of its batches (the rest come from all of its sentences, as without a subset).
+    """
+
+    def __init__(self, sizes: dict[str, int], batch_size: int, seed: int,
+                 subsets: Mapping[str, np.ndarray] | None = None, share: float = 0.0):
         self.languages = sorted(sizes)
         self.sizes, self.batch_size, self.seed = sizes, batch_size, seed
-        self._perm_cache: dict[tuple[int, int], np.ndarray] = {}
+        self.subsets = {lang: np.asarray(v, dtype=np.int64) for lang, v in (subsets or {}).items()
+                        if share > 0 and len(v)}
+        self.from_subset = int(round(share * batch_size))
+        self._perm_cache: dict[tuple, np.ndarray] = {}
 
-    def _perm(self, lang_index: int, epoch: int) -> np.ndarray:
-        key = (lang_index, epoch)
+    def _perm(self, key: tuple, n: int) -> np.ndarray:
         if key not in self._perm_cache:
-            rng = np.random.default_rng([self.seed, lang_index, epoch])
+            rng = np.random.default_rng(list(key))
             if len(self._perm_cache) > 8:
                 self._perm_cache.clear()
-            self._perm_cache[key] = rng.permutation(self.sizes[self.languages[lang_index]])
+            self._perm_cache[key] = rng.permutation(n)
         return self._perm_cache[key]
+
+    def _walk(self, li: int, n: int, start: int, count: int, tag: tuple = ()) -> list[int]:
+        """`count` positions from `start` on, through one permutation of range(n) per epoch (seeded by
+        seed, language, epoch and `tag`)."""
+        idx: list[int] = []
+        while len(idx) < count:
+            epoch, offset = divmod(start + len(idx), n)
+            perm = self._perm((self.seed, li, epoch, *tag), n)
+            take = min(count - len(idx), n - offset)
+            idx.extend(perm[offset : offset + take].tolist())
+        return idx
 
     def __call__(self, step: int) -> tuple[str, np.ndarray]:
         """(language, sentence indices) of batch `step`."""
         li = step % len(self.languages)
-        n = self.sizes[self.languages[li]]
+        lang = self.languages[li]
         local = step // len(self.languages)
-        start = local * self.batch_size
-        idx = []
-        while len(idx) < self.batch_size:
-            epoch, offset = divmod(start + len(idx), n)
-            perm = self._perm(li, epoch)
-            take = min(self.batch_size - len(idx), n - offset)
-            idx.extend(perm[offset : offset + take].tolist())
-        return self.languages[li], np.array(idx)
+        subset = self.subsets.get(lang)
+        k = self.from_subset if subset is not None else 0
+        rest = self.batch_size - k
+        idx = self._walk(li, self.sizes[lang], local * rest, rest)
+        if k:
+            idx = subset[self._walk(li, len(subset), local * k, k, tag=(1,))].tolist() + idx
+        return lang, np.array(idx)

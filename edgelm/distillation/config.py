@@ -39,6 +39,8 @@ class DistillConfig:
     alpha_contrastive: float = 0.0  # InfoNCE: a sentence's student embedding must pick the teacher's
     #                                 embedding of its source-language version among all source sentences
     contrastive_temperature: float = 0.05
+    anchor_share: float = 0.0  # fraction of each target batch drawn from sentences with a translation anchor
+    #                            (bitext or SIB-200's parallel rows); 0: batches take sentences as they come
     checkpoint_every: int = 100  # steps between checkpoints (a kill loses at most this many)
     log_every: int = 10
     # phase 2: task distillation with lottery-ticket sparse fine-tuning
@@ -86,6 +88,8 @@ class DistillConfig:
             raise EdgelmError("--layer-reduction must be at least 1")
         if not 0 < self.density <= 1:
             raise EdgelmError(f"--density must be in (0, 1], not {self.density}")
+        if not 0 <= self.anchor_share <= 1:
+            raise EdgelmError(f"--anchor-share is a fraction of each batch, in [0, 1], not {self.anchor_share}")
         if not 0 <= self.warmup < 1:
             raise EdgelmError("--warmup is a fraction of the steps, in [0, 1)")
         if self.max_length > 512:
@@ -106,7 +110,7 @@ class DistillConfig:
     # Settings that change the phase-1 result: resuming must agree on all of them.
     def identity(self) -> dict:
         d = self.to_dict()
-        return {k: d[k] for k in _GENERAL_FIELDS}
+        return {k: d[k] for k in _GENERAL_FIELDS if not (k in _LATER_FIELDS and d[k] == _LATER_FIELDS[k])}
 
     # Settings that change the phase-2 result (on top of the phase-1 student).
     def task_identity(self) -> dict:
@@ -117,7 +121,10 @@ class DistillConfig:
 _GENERAL_FIELDS = ("teacher", "source", "target", "vocab_threshold", "vocab_min_count", "layers", "layer_reduction", "layer_selection",
                    "steps", "batch_size", "max_length", "lr", "warmup", "weight_decay", "alpha_hidden", "alpha_attn",
                    "alpha_embed", "alpha_parallel", "alpha_contrastive",
-                   "contrastive_temperature", "seed")
+                   "contrastive_temperature", "seed", "anchor_share")
+# Phase-1 fields added after runs were made: at their default they stay out of the identity, so those
+# runs still resume.
+_LATER_FIELDS = {"anchor_share": 0.0}
 _TASK_FIELDS = ("task", "teacher_epochs", "teacher_lr", "task_teacher", "full_epochs", "sparse_epochs", "task_lr",
                 "task_batch_size", "density", "nnz", "temperature", "alpha_kd", "alpha_gold", "alpha_task_hidden",
                 "alpha_task_attn", "seed")

@@ -186,7 +186,11 @@ def train_general(cfg: DistillConfig, teacher, student, kept_ids: np.ndarray, co
     say = notice if world.main else (lambda text: None)
     if split_note:
         say(split_note)
-    batches = BalancedBatches(sizes, cfg.batch_size, cfg.seed)
+    anchored = {lang: np.flatnonzero(np.asarray(v) >= 0) for lang, v in (pairs or {}).items()
+                if lang in sizes and lang != source} if cfg.anchor_share else {}
+    if cfg.anchor_share and not any(len(v) for v in anchored.values()):
+        say("--anchor-share: no target sentence has a translation anchor; batches take sentences as they come")
+    batches = BalancedBatches(sizes, cfg.batch_size, cfg.seed, anchored, cfg.anchor_share)
     teacher.to(device).eval()
     if device.type != "cpu" and hw.precision.name != "fp32":
         teacher.to(hw.precision.dtype)  # frozen: its weights can live at the reduced precision
