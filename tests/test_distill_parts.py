@@ -149,3 +149,29 @@ def test_lt_sft_selects_k_globally_and_only_those_change():
         assert torch.equal(p.detach()[~masks[n]], start[n][~masks[n]]), n
         moved += int((p.detach() != start[n]).sum())
     assert moved > 0
+
+
+def test_anchor_share_fills_its_part_of_each_target_batch_and_zero_changes_nothing():
+    import numpy as np
+
+    from edgelm.distillation.batches import BalancedBatches
+    from edgelm.distillation.config import DistillConfig
+
+    sizes = {"eng_Latn": 300, "swh_Latn": 500}
+    anchored = np.arange(400, 500)  # the swh sentences with a translation
+    plain = BalancedBatches(sizes, 16, seed=3)
+    same = BalancedBatches(sizes, 16, seed=3, subsets={"swh_Latn": anchored}, share=0.0)
+    half = BalancedBatches(sizes, 16, seed=3, subsets={"swh_Latn": anchored}, share=0.5)
+    for step in range(40):
+        lang, idx = plain(step)
+        assert same(step)[0] == lang and np.array_equal(same(step)[1], idx)
+        lang_h, idx_h = half(step)
+        assert lang_h == lang and len(idx_h) == 16
+        if lang == "eng_Latn":
+            assert np.array_equal(idx_h, idx)  # only the languages with a subset change
+        else:
+            assert np.isin(idx_h[:8], anchored).all()
+    seen = np.concatenate([half(s)[1][:8] for s in range(1, 2 * 13, 2)])  # 13 swh batches: 104 anchored draws
+    assert len(set(seen.tolist())) == 100  # one pass over the subset before any repeats
+    assert "anchor_share" not in DistillConfig().identity()  # older runs still resume
+    assert DistillConfig(anchor_share=0.5).identity()["anchor_share"] == 0.5
