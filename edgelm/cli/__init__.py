@@ -12,6 +12,8 @@ from edgelm.cli.distill import distill_command
 from edgelm.cli.evaluate import eval_command
 from edgelm.cli.metrics import metrics_command
 from edgelm.cli.output import err
+from edgelm.cli.report import report_command
+from edgelm.cli.serve import serve_command
 from edgelm.errors import EdgelmError
 
 app = typer.Typer(
@@ -30,6 +32,8 @@ app.command("export")(export_command)
 app.command("run")(run_command)
 app.command("bench")(bench_command)
 app.command("metrics")(metrics_command)
+app.command("serve")(serve_command)
+app.command("report")(report_command)
 
 
 @app.command()
