@@ -238,15 +238,23 @@ def show_routes(model: PathLike, texts: Sequence[str], *, tau: float | None = No
 
 
 def export(model: PathLike, out: PathLike, *, target: str = "onnx", quantize: str = "int8",
-           buckets: Sequence[int] | None = None, data: PathLike | None = None, overwrite: bool = False) -> dict:
+           buckets: Sequence[int] | None = None, data: PathLike | None = None, overwrite: bool = False,
+           layout: str = "edgelm") -> dict:
     """Export a model (teacher name, checkpoint, task model or routed folder) to a verified edge bundle at
-    `out`; return its manifest. `buckets`: TFLite sequence lengths (default 32, 64, 128)."""
+    `out`; return its manifest. `buckets`: TFLite sequence lengths (default 32, 64, 128). `layout="optimum"`
+    writes the Hugging Face ONNX layout instead (Optimum, sentence-transformers' ONNX backend)."""
     from edgelm.data.locate import data_root
     from edgelm.exporters.bundle import check_buckets, check_options, export_bundle
 
-    check_options(target, quantize)
-    if buckets is not None and target != "tflite":
-        raise EdgelmError("--buckets applies to --target tflite (ONNX bundles take any length)")
+    if layout not in ("edgelm", "optimum"):
+        raise EdgelmError(f"layout must be edgelm or optimum, not {layout!r}")
+    if layout == "optimum":
+        if target != "onnx" or buckets is not None:
+            raise EdgelmError("the optimum layout is an ONNX layout: target onnx, no buckets")
+    else:
+        check_options(target, quantize)
+        if buckets is not None and target != "tflite":
+            raise EdgelmError("--buckets applies to --target tflite (ONNX bundles take any length)")
     lengths = check_buckets(tuple(buckets)) if buckets is not None else None
     try:
         root = data_root(data)
@@ -254,6 +262,10 @@ def export(model: PathLike, out: PathLike, *, target: str = "onnx", quantize: st
         if data is not None:
             raise
         root = None  # parity then uses curated sentences
+    if layout == "optimum":
+        from edgelm.exporters.optimum import export_optimum
+
+        return export_optimum(str(model), Path(out), quantize, data=root, overwrite=overwrite)
     return export_bundle(str(model), target, quantize, out, data=root, overwrite=overwrite, buckets=lengths)
 
 
@@ -281,6 +293,50 @@ def evaluate(model: PathLike | Sequence[PathLike], *, tasks: str | Sequence[str]
     return evaluate_model(models[0], tasks=list(dict.fromkeys(_names(tasks) or ["sib200", "tatoeba"])),
                           languages=langs, source=source, data=data, prefix=prefix, threads=threads, seed=seed,
                           probe=probe)
+
+
+def card_folder(model: PathLike) -> Path:
+    """The checkpoint folder whose model card `record_scores` may rewrite (checked before any scoring)."""
+    from edgelm.runtime.bundle import is_bundle
+
+    folder = Path(model)
+    if is_bundle(folder):
+        raise EdgelmError(f"{folder} is a bundle, whose files are hashed: score its source model with --card "
+                          "before exporting, and the export writes those scores on the bundle's card")
+    if not (folder / "config.json").is_file():
+        raise EdgelmError(f"--card writes into a checkpoint folder; {model} is not one (a bundled teacher's "
+                          "folder belongs to edgelm's cache)")
+    return folder
+
+
+def record_scores(model: PathLike, report: dict, command: str = "edgelm eval") -> Path:
+    """Keep an `evaluate` report's scores with the checkpoint folder `model` (scores.json) and rewrite its
+    model card with them; return the card's path. Bundles are refused: their files are hashed at export
+    (score the source first: the export puts its scores on the bundle's card)."""
+    from transformers import AutoConfig
+
+    from edgelm.benchmarks.harness import machine_info
+    from edgelm.checkpoint import write_interop
+    from edgelm.interop import CARD, write_scores
+
+    folder = card_folder(model)
+    rows = []
+    for task, result in report.items():
+        if not isinstance(result, dict) or "scores" not in result:
+            continue
+        for s in result["scores"]:
+            metric = next(m for m in ("entity_f1", "word_accuracy", "accuracy") if m in s)
+            label = {"sib200": f"SIB-200 topics (probe on {result.get('source') or 'its own head'})",
+                     "tatoeba": "Tatoeba retrieval (both directions)", "ntrex": "NTREX retrieval (both directions)"
+                     }.get(task, task)
+            rows.append({"task": label, "language": s["language"], "metric": metric.replace("_", " "),
+                         "score": float(s[metric]), "n": s.get("n")})
+    m = machine_info()
+    write_scores(folder, {"rows": rows, "command": command, "machine": f"{m.get('cpu')}, edgelm {m.get('edgelm')}"})
+    config = AutoConfig.from_pretrained(folder)
+    write_interop(folder, config, parameters=report.get("model", {}).get("parameters"),
+                  max_length=min(512, getattr(config, "max_position_embeddings", 512)))
+    return folder / CARD
 
 
 def bench(*targets: str, runtime: str | None = None, seq_lens: Sequence[int] = (32, 128), batches: Sequence[int] = (1,),

@@ -187,3 +187,64 @@ def encode_words(tokenizer, sentences: list[list[str]], prefix: str, max_length:
                       truncation=True, max_length=max_length, return_tensors="pt")
     firsts = [first_subwords(batch.word_ids(i), len(head), len(words)) for i, words in enumerate(sentences)]
     return batch, firsts
+
+
+def write_interop(folder: Path, config, *, name: str | None = None, parameters: int | None = None,
+                  max_length: int = 512) -> None:
+    """What other tools need beside a checkpoint's own files, from its config's `edgelm` block:
+    sentence-transformers' module files (encoders: `SentenceTransformer(folder)` gives edgelm's vectors)
+    and the model card (README.md, with the scores `edgelm eval --card` recorded in scores.json)."""
+    from edgelm.interop import read_scores, write_model_card, write_sentence_transformers
+    from edgelm.teacher.registry import BUNDLED
+
+    folder = Path(folder)
+    name = name or folder.name
+    meta = getattr(config, "edgelm", None) or {}
+    artifact = meta.get("artifact") or {}
+    kind = artifact.get("kind", "encoder")
+    prov = artifact.get("provenance") or {}
+    recipe = EmbeddingRecipe.from_config(config, str(folder))
+    languages = list(prov.get("languages") or (meta.get("distilled") or {}).get("languages") or [])
+    teacher_name = prov.get("teacher") or (meta.get("distilled") or {}).get("teacher")
+    teacher = BUNDLED.get(teacher_name or "")
+    labels = [config.id2label[i] for i in sorted(config.id2label)] if kind == "task_model" else []
+    head = task_head(folder) if kind == "task_model" else None
+    if kind != "task_model":
+        write_sentence_transformers(folder, hidden=config.hidden_size, pooling=recipe.pooling,
+                                    normalize=recipe.normalize, prefixes=meta.get("prefixes") or {},
+                                    default_prefix=meta.get("default_prefix"), max_length=max_length)
+    what = {"student": "a bilingual sentence encoder distilled with edgelm (BiStil: trimmed vocabulary, fewer "
+                       "layers, distilled from the teacher)",
+            "task_model": f"a {'word tagger' if head == 'token' else 'sentence classifier'} distilled with edgelm "
+                          "(BiStil phase 2: task distillation with lottery-ticket sparse fine-tuning)",
+            }.get(kind, "a sentence encoder converted for edgelm")
+    facts = {"kind": kind, "teacher": teacher_name or "–", "languages": ", ".join(languages) or "–",
+             "layers × width": f"{config.num_hidden_layers} × {config.hidden_size}",
+             "vocabulary": f"{config.vocab_size:,} pieces",
+             "parameters": f"{parameters:,}" if parameters else "–",
+             "sentence vector": f"{recipe.pooling} pooling{', L2-normalised' if recipe.normalize else ''}"
+                                + (f", prefix {recipe.prefix!r}" if recipe.prefix else "")}
+    if labels:
+        facts["labels"] = ", ".join(labels)
+    for key in ("steps", "run"):
+        if prov.get(key) is not None:
+            facts[f"training {key}"] = str(prov[key])
+    if kind == "task_model":
+        call = "tag" if head == "token" else "predict"
+        usage = (f"```python\nimport edgelm\nmodel = edgelm.load(\"{name}\")\nprint(model.{call}([\"...\"]))\n```\n\n"
+                 f"It is a plain transformers checkpoint too: `AutoModelFor{'Token' if head == 'token' else 'Sequence'}"
+                 "Classification.from_pretrained(folder)`. On a device: `edgelm export FOLDER --target tflite "
+                 "--quantize int8 --out BUNDLE`, then `edgelm run BUNDLE \"...\"` (no torch).")
+    else:
+        usage = (f"```python\nfrom sentence_transformers import SentenceTransformer\nmodel = SentenceTransformer(\""
+                 f"{name}\")\nvectors = model.encode([\"...\"])  # "
+                 + (f"the {recipe.prefix!r} prefix is its default prompt" if recipe.prefix else "edgelm's vectors")
+                 + f"\n\nimport edgelm\nvectors = edgelm.load(\"{name}\").embed([\"...\"])  # the same vectors\n```\n\n"
+                 "On a device: `edgelm export FOLDER --target tflite --quantize int8 --out BUNDLE`, then "
+                 "`edgelm run BUNDLE \"...\"` (no torch).")
+    write_model_card(folder, title=f"{name}: {kind.replace('_', ' ')} for {' + '.join(languages) or 'many languages'}",
+                     summary=f"This is {what}.", languages=languages, facts=facts, usage=usage,
+                     scores=read_scores(folder), license=teacher.license if teacher else None,
+                     base_model=teacher.base_model if teacher else None,
+                     tags=["sentence-transformers", "feature-extraction"] if kind != "task_model" else
+                     ["token-classification" if head == "token" else "text-classification"])

@@ -16,7 +16,7 @@ import numpy as np
 
 from edgelm.atomic import atomic_dir
 from edgelm.checkpoint import (EmbeddingRecipe, check_checkpoint, describe_checkpoint, encode_texts, load_model,
-                               load_tokenizer, stamp, task_head)
+                               load_tokenizer, stamp, task_head, write_interop)
 from edgelm.errors import EdgelmError
 from edgelm.progress import progress_bar
 from edgelm.teacher.registry import resolve_model
@@ -113,3 +113,5 @@ def save_encoder(model, tokenizer_json: dict, folder: Path, max_length: int, *, 
     with atomic_dir(folder, replace=True) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
+        write_interop(tmp, model.config, name=Path(folder).name, parameters=model.num_parameters(),
+                      max_length=max_length)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edgelm.atomic import atomic_dir
-from edgelm.checkpoint import EmbeddingRecipe, encode_texts, encode_words, stamp
+from edgelm.checkpoint import EmbeddingRecipe, encode_texts, encode_words, stamp, write_interop
 from edgelm.encoder import Encoder
 from edgelm.runtime.model import predictions
 from edgelm.words import WordTagging
@@ -102,6 +102,7 @@ def save_task_model(model, tokenizer, folder: Path, *, provenance: dict | None =
     with atomic_dir(folder, replace=True) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        write_interop(tmp, model.config, name=Path(folder).name, parameters=model.num_parameters())
         if diff is not None:
             diff.save(tmp / "task_diff.safetensors")
         if head is not None:

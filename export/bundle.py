@@ -237,6 +237,7 @@ def export_bundle(model: str, target: str, quantize: str, out: str | Path, *, da
                    else reference.tolist())  # a tagger's record: the real tokens of each text
         parity = {"texts": texts, "outputs": outputs, "thresholds": thresholds, "export_check": report,
                   **({"chosen": chosen.tolist(), "expert_outputs": expert_outputs} if chosen is not None else {})}
+        write_bundle_card(tmp, path, out.name, config, export_meta, report, model_bytes)
         manifest = write_manifest(tmp, export=export_meta, sizes={"file_bytes": model_bytes, **sizes}, parity=parity)
         done = subprocess.run([sys.executable, "-c", _VERIFY, str(tmp)], capture_output=True, text=True)
         if done.returncode != 0:
@@ -245,6 +246,42 @@ def export_bundle(model: str, target: str, quantize: str, out: str | Path, *, da
     shutil.rmtree(out / "__pycache__", ignore_errors=True)
     manifest["path"] = str(out)
     return manifest
+
+
+def write_bundle_card(folder: Path, source: Path, name: str, config: dict, export: dict, parity: dict,
+                      model_bytes: int) -> None:
+    """The bundle's model card: what it is, its parity with the source, the source's measured scores."""
+    from edgelm.checkpoint import read_config
+    from edgelm.interop import read_scores, write_model_card
+    from edgelm.teacher.registry import BUNDLED
+
+    meta = (read_config(source).get("edgelm") or {}) if (source / "config.json").is_file() else {}
+    named = ((meta.get("artifact") or {}).get("provenance") or {}).get("teacher") or (meta.get("distilled") or {}).get("teacher")
+    teacher = BUNDLED.get(named or "") or next((t for t in BUNDLED.values() if t.folder() == source), None)
+    verb = {"embedding": "embed", "classification": "predict", "tagging": "tag"}[config["task"]]
+    agreement = (f"min cosine {parity['min_cosine']:.4f}" if "min_cosine" in parity else
+                 ", ".join(f"{k} {v:.4f}" for k, v in parity.items() if isinstance(v, float)))
+    facts = {"task": config["task"], "source model": str(export["source"]),
+             "format": f"{export['target']}, {export['quantize']}, run by {export['runtime']}",
+             "model file": f"{model_bytes / 1e6:.1f} MB", "languages": ", ".join(config.get("languages") or []) or "–",
+             "parity with the source": agreement}
+    if config.get("labels"):
+        facts["labels"] = ", ".join(config["labels"])
+    if export.get("buckets"):
+        facts["sequence buckets"] = ", ".join(map(str, export["buckets"]))
+    scores = read_scores(source)
+    if scores:
+        scores = {**scores, "command": scores.get("command", "edgelm eval") + " (on the source model, in torch)"}
+    usage = (f"```bash\npip install 'edgelm[device]'   # numpy, tokenizers and the runtime: no torch\n"
+             f"edgelm run {name} \"...\"\nedgelm serve {name}   # HTTP on 127.0.0.1:8080 (pip install 'edgelm[serve]')\n```\n\n"
+             f"```python\nfrom edgelm.runtime import Model\nmodel = Model.load(\"{name}\")  # checks every file's sha256, "
+             f"then its parity record\nprint(model.{verb}([\"...\"]))\n```")
+    write_model_card(folder, title=f"{name}: {config['task']} bundle ({export['target']}, {export['quantize']})",
+                     summary="An edgelm device bundle: the model file, its tokenizer, its config and a manifest with "
+                             "every file's sha256 and a parity record the runtime replays before it runs.",
+                     languages=config.get("languages") or [], facts=facts, usage=usage, scores=scores,
+                     license=teacher.license if teacher else None,
+                     base_model=teacher.base_model if teacher else None, tags=[export["target"], config["task"]])
 
 
 def graph_config(graph):

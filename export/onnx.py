@@ -15,7 +15,7 @@ QUANT_MODES = ("none", "int8", "int8-static")
 
 
 def export_onnx(graph: torch.nn.Module, sample: tuple[torch.Tensor, ...], path: Path,
-                input_names: tuple[str, ...] = ("input_ids", "attention_mask")) -> None:
+                input_names: tuple[str, ...] = ("input_ids", "attention_mask"), output_name: str = "output") -> None:
     """Write `graph` as ONNX with symbolic batch and sequence axes (the first two of every input)."""
     import logging
 
@@ -26,7 +26,7 @@ def export_onnx(graph: torch.nn.Module, sample: tuple[torch.Tensor, ...], path: 
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 graph.eval(), sample, dynamo=True, opset_version=OPSET, verbose=False,
-                input_names=list(input_names), output_names=["output"],
+                input_names=list(input_names), output_names=[output_name],
                 dynamic_shapes=tuple({0: batch, 1: seq} for _ in sample),
             )
     except Exception as exc:  # torch.export reports untraceable models with many exception types

@@ -86,3 +86,37 @@ def tiny_teacher(teacher_dir, tmp_path_factory) -> Path:
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         shutil.copy(teacher_dir / name, folder / name)
     return folder
+
+
+def _tiny_head(tiny_teacher: Path, folder: Path, auto_class: str, labels: list[str], seed: int) -> Path:
+    """`tiny_teacher` with a randomly initialised task head over `labels`, saved with its tokenizer."""
+    import shutil
+
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    model = getattr(transformers, auto_class).from_pretrained(
+        tiny_teacher, num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)})
+    model.save_pretrained(folder, safe_serialization=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(tiny_teacher / name, folder / name)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tiny_teacher, data_dir, tmp_path_factory) -> Path:
+    """The tiny teacher with a sentence-classification head over SIB-200's topics."""
+    from edgelm.data import sib200_labels
+
+    return _tiny_head(tiny_teacher, tmp_path_factory.mktemp("tiny-clf"), "BertForSequenceClassification",
+                      sib200_labels(data_dir), seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_tagger(tiny_teacher, tmp_path_factory) -> Path:
+    """The tiny teacher with a BIO entity-tagging head (MasakhaNER's tag set)."""
+    labels = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-DATE", "I-DATE"]
+    return _tiny_head(tiny_teacher, tmp_path_factory.mktemp("tiny-tagger"), "BertForTokenClassification", labels,
+                      seed=2)

@@ -43,7 +43,7 @@ LAYERS: dict[str, int] = {
     # 0: leaves and kernels: no edgelm imports above them
     "edgelm.errors": 0, "edgelm.version": 0, "edgelm.hashing": 0, "edgelm.cache": 0, "edgelm.atomic": 0,
     "edgelm.progress": 0, "edgelm.quiet": 0, "edgelm.tensorfile": 0, "edgelm.kernels": 0, "edgelm.words": 0,
-    "edgelm.scores": 0,
+    "edgelm.scores": 0, "edgelm.interop": 0,
     "edgelm.data": 1, "edgelm.runtime": 1, "edgelm.tradeoffs": 1,
     "edgelm.teacher": 2,
     "edgelm.checkpoint": 3, "edgelm.protocols": 3, "edgelm.encoder": 3, "edgelm.task_model": 3,

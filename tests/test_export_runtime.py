@@ -35,24 +35,6 @@ def bundles(tiny_teacher, data_dir, tmp_path_factory):
 TFLITE_BUCKETS = (16, 64)
 
 
-@pytest.fixture(scope="module")
-def tiny_classifier(tiny_teacher, data_dir, tmp_path_factory):
-    from transformers import BertForSequenceClassification
-
-    from edgelm.data import sib200_labels
-
-    labels = sib200_labels(data_dir)
-    folder = tmp_path_factory.mktemp("tiny-clf")
-    torch.manual_seed(1)
-    model = BertForSequenceClassification.from_pretrained(
-        tiny_teacher, num_labels=len(labels), id2label=dict(enumerate(labels)),
-        label2id={l: i for i, l in enumerate(labels)})
-    model.save_pretrained(folder, safe_serialization=True)
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        shutil.copy(tiny_teacher / name, folder / name)
-    return folder
-
-
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
@@ -356,3 +338,46 @@ def test_eval_scores_a_bundle_through_its_runtime(cli, bundles, tiny_teacher):
             got, want = report[task]["scores"][0]["accuracy"], torch_report[task]["scores"][0]["accuracy"]
             assert abs(got - want) <= tolerance, (key, task, got, want)
     assert_user_error(cli("eval", str(bundles["none"]), "--prefix", "passage: "), "prefix is fixed at export")
+
+
+@pytest.fixture(scope="module")
+def student_tflite_int8(teacher_dir, data_dir, tmp_path_factory) -> Path:
+    """A 1-layer eng+swh student of the real teacher (its width, its int8 kernels) as a TFLite int8 bundle.
+    The tiny 32-wide teacher is too narrow for XNNPACK and the builtin kernels to round differently."""
+    import edgelm
+    from edgelm.exporters.bundle import export_bundle
+
+    root = tmp_path_factory.mktemp("kernels")
+    edgelm.distill("swh_Latn", out=root / "run", teacher=str(teacher_dir), phase="general", layers=1, steps=1,
+                   batch_size=4)
+    return Path(export_bundle(str(root / "run" / "general"), "tflite", "int8", root / "bundle", data=data_dir,
+                              buckets=(32, 64))["path"])
+
+
+def test_tflite_kernel_paths_and_the_parity_driven_fallback(student_tflite_int8, tmp_path):
+    """Every LiteRT kernel path runs an int8 bundle; when the default kernels (XNNPACK) miss the parity
+    record and the builtin ones meet it, loading falls back to the builtin kernels and says so."""
+    src = student_tflite_int8
+    for kernels in ("xnnpack", "builtin", "reference"):
+        assert Model.load(src, backend=f"litert:{kernels}").describe()["bundle"]["kernels"] == kernels
+    # A record the XNNPACK kernels miss: the builtin kernels' own outputs, with a threshold between
+    # the two paths' agreement and 1 (what a drifting delegate on a device looks like to the replay).
+    copy = tmp_path / "drift"
+    shutil.copytree(src, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    texts = manifest["parity"]["texts"]
+    builtin = Model.load(copy, backend="litert:builtin", check_parity=False)._run(texts, strict=False)
+    xnnpack = Model.load(copy, backend="litert:xnnpack", check_parity=False)._run(texts, strict=False)
+    agreement = float(_cosines(builtin, xnnpack).min())
+    assert agreement < 0.999999, "the two kernel paths agree exactly here: nothing to fall back from"
+    manifest["parity"]["outputs"] = builtin.tolist()
+    manifest["parity"]["thresholds"]["min_cosine"] = (1 + agreement) / 2
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.warns(UserWarning, match="running it on the builtin kernels"):
+        model = Model.load(copy)
+    described = model.describe()["bundle"]
+    assert described["kernels"] == "builtin" and list(described["kernel_fallback"]) == ["xnnpack"]
+    with pytest.raises(ParityError, match="min cosine"):
+        Model.load(copy, backend="litert:xnnpack")  # a path asked for by name gets no fallback
+    with pytest.raises(EdgelmError, match="kernel paths"):
+        Model.load(copy, backend="onnxruntime:builtin")

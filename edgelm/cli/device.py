@@ -29,12 +29,28 @@ def export_command(
     buckets: Annotated[Optional[str], typer.Option(help="tflite: comma-separated sequence buckets (default 32,64,128).")] = None,
     data: Annotated[Optional[Path], typer.Option(help="Data folder (real sentences for parity and calibration).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle.")] = False,
+    layout: Annotated[str, typer.Option(help="edgelm: a device bundle (pooling in the graph, manifest, parity "
+                                             "record) | optimum: the Hugging Face layout (onnx/model.onnx) that "
+                                             "Optimum's ORTModel classes and sentence-transformers' ONNX backend "
+                                             "open (--target onnx, --quantize none or int8).")] = "edgelm",
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
 ) -> None:
     """Export a model to a verified edge bundle (model file, tokenizer, config, manifest with sha256s)."""
     from edgelm.api import export
     from edgelm.exporters.bundle import check_options
 
+    if layout not in ("edgelm", "optimum"):
+        raise EdgelmError(f"--layout must be edgelm or optimum, not {layout!r}")
+    if layout == "optimum":
+        if target != "onnx" or buckets is not None:
+            raise EdgelmError("--layout optimum is an ONNX layout: use --target onnx, without --buckets")
+        with err.status(f"exporting {model} in the Optimum layout ({quantize}) and verifying"):
+            written = export(model, out_dir, target=target, quantize=quantize, data=data, overwrite=overwrite,
+                             layout="optimum")
+        emit(written, as_json=as_json, json_out=None, render=lambda w: out.print(
+            f"wrote {w['path']} (onnx/model.onnx, {w['bytes'] / 2**20:.2f} MB, output {w['output']}); min cosine to "
+            f"the source model {w['parity']['min_cosine']:.5f}"))
+        return
     check_options(target, quantize)  # before the spinner: a bad option is one line, at once
     lengths = _ints(buckets, "buckets") if buckets is not None else None
     with err.status(f"exporting {model} to {target}/{quantize} and verifying"):

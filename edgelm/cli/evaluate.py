@@ -81,10 +81,25 @@ def eval_command(
     probe: Annotated[bool, typer.Option(help="Use the embedding probe even for a SIB-200 classifier.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
     json_out: Annotated[Optional[Path], typer.Option("--out", help="Also write the JSON report to this file.")] = None,
+    card: Annotated[bool, typer.Option("--card", help="Keep these scores with the model (scores.json) and write them "
+                                                      "on its model card (README.md); checkpoint folders only.")] = False,
 ) -> None:
     """Score a model per language: SIB-200 zero-shot topic transfer and Tatoeba bitext retrieval."""
-    from edgelm.api import evaluate
+    from edgelm.api import card_folder, evaluate, record_scores
 
+    if card:
+        if domains is not None or len(models) != 1:
+            from edgelm.errors import EdgelmError
+
+            raise EdgelmError("--card records one model's scores: give one model and no --domains")
+        card_folder(models[0])
     result = evaluate(models, tasks=task, languages=languages, domains=domains, source=source, data=data, prefix=prefix,
                       threads=threads, seed=seed, probe=probe)
+    if card:
+        written = record_scores(models[0], result, "edgelm eval " + " ".join(
+            [models[0], *[f"--task {t}" for t in task or []], *([f"--languages {languages}"] if languages else [])]))
     emit(result, as_json=as_json, json_out=json_out, render=_render_matrix if domains is not None else _render)
+    if card:
+        from edgelm.cli.output import err
+
+        err.print(f"scores written on the model card {written}")

@@ -28,16 +28,23 @@ class SibScore:
 
 
 def train_probe(x_train, y_train, x_dev, y_dev, grid=C_GRID, seed: int = 0):
-    """Fit a logistic-regression probe per C; return (best probe, its C, its dev accuracy)."""
-    from sklearn.linear_model import LogisticRegression
+    """Fit a logistic-regression probe per C; return (best probe, its C, its dev accuracy). scikit-learn's
+    where it is installed, else the same objective solved in numpy (a device without it)."""
+    from edgelm.evaluation.probe import logistic_regression
 
     best = None
     for c in grid:
-        clf = LogisticRegression(C=c, max_iter=3000, random_state=seed).fit(x_train, y_train)
+        clf = logistic_regression(c, seed).fit(x_train, y_train)
         acc = float(np.mean(clf.predict(x_dev) == y_dev))
         if best is None or acc > best[2]:
             best = (clf, c, acc)
     return best
+
+
+def probe_kind(probe) -> str:
+    from edgelm.evaluation.probe import NumpyLogisticRegression
+
+    return "logistic_regression (numpy L-BFGS)" if isinstance(probe, NumpyLogisticRegression) else "logistic_regression"
 
 
 def evaluate_sib200(encoder, root: Path, languages: list[str], *, source: str = "eng_Latn",
@@ -63,7 +70,7 @@ def evaluate_sib200(encoder, root: Path, languages: list[str], *, source: str = 
         scores.append(SibScore(lang, float(np.mean(pred == y)), macro_f1(y, pred, len(labels)), len(y)))
     return {
         "source": source,
-        "probe": {"kind": "logistic_regression", "C": c, "dev_accuracy": dev_acc, "C_grid": list(C_GRID)},
+        "probe": {"kind": probe_kind(probe), "C": c, "dev_accuracy": dev_acc, "C_grid": list(C_GRID)},
         "labels": labels,
         "scores": [asdict(s) for s in scores],
     }

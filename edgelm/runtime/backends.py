@@ -17,6 +17,19 @@ from edgelm.quiet import quiet_native_output
 BACKENDS = ("onnxruntime", "litert", "tflite-runtime")
 # Which backends run which bundle target; the first is the default.
 RUNS = {"onnx": ("onnxruntime",), "tflite": ("litert", "tflite-runtime")}
+# TFLite's kernel paths, fastest first: the default delegate (XNNPACK), the builtin kernels without it,
+# and the reference kernels. A runtime is named `litert:builtin`; plain `litert` tries them in turn and
+# keeps the first whose output passes the bundle's parity record.
+KERNEL_PATHS = {"xnnpack": "AUTO", "builtin": "BUILTIN_WITHOUT_DEFAULT_DELEGATES", "reference": "BUILTIN_REF"}
+
+
+def split_runtime(name: str) -> tuple[str, str | None]:
+    """`litert:builtin` -> ("litert", "builtin"); a plain name has no kernel path."""
+    runtime, _, kernels = name.partition(":")
+    if kernels and (runtime not in RUNS["tflite"] or kernels not in KERNEL_PATHS):
+        raise EdgelmError(f"unknown runtime {name!r}: kernel paths ({', '.join(KERNEL_PATHS)}) apply to "
+                          f"{' and '.join(RUNS['tflite'])}, as in litert:builtin")
+    return runtime, kernels or None
 
 
 class OnnxBackend:
@@ -66,13 +79,16 @@ class TfliteSignatures:
     """
 
     def __init__(self, model_file: Path, threads: int | None, signatures: dict[str, dict], inputs: list[str],
-                 name: str = "litert"):
+                 name: str = "litert", kernels: str | None = None):
         interpreter = _interpreter_module(name)
-        self.name, self.inputs = name, inputs
+        self.name, self.inputs, self.kernels = name, inputs, kernels or "xnnpack"
+        options = {}
+        if kernels is not None and kernels != "xnnpack":
+            options["experimental_op_resolver_type"] = getattr(interpreter.OpResolverType, KERNEL_PATHS[kernels])
         try:
             # The interpreter logs its delegate to fd 2 on the first call of each signature: make those here.
             with quiet_native_output():
-                self.interpreter = interpreter.Interpreter(str(model_file), num_threads=threads or None)
+                self.interpreter = interpreter.Interpreter(str(model_file), num_threads=threads or None, **options)
                 self.runners = {part: {int(b): self.interpreter.get_signature_runner(s) for b, s in sigs.items()}
                                 for part, sigs in signatures.items()}
                 for part, runners in self.runners.items():
@@ -106,10 +122,11 @@ class TfliteSignatures:
 class TfliteBackend:
     """A plain (unrouted) TFLite bundle: one signature per bucket."""
 
-    def __init__(self, model_file: Path, threads: int | None, config: dict, name: str = "litert"):
+    def __init__(self, model_file: Path, threads: int | None, config: dict, name: str = "litert",
+                 kernels: str | None = None):
         inputs = [config["signature_inputs"]["input_ids"], config["signature_inputs"]["attention_mask"]]
-        self._sigs = TfliteSignatures(model_file, threads, {"model": config["signatures"]}, inputs, name)
-        self.name, self.version = name, self._sigs.version
+        self._sigs = TfliteSignatures(model_file, threads, {"model": config["signatures"]}, inputs, name, kernels)
+        self.name, self.version, self.kernels = name, self._sigs.version, self._sigs.kernels
         self.buckets = sorted(self._sigs.runners["model"])
         self._run = self._sigs.runner("model")
 

@@ -22,16 +22,18 @@ from pathlib import Path
 import numpy as np
 
 from edgelm.errors import EdgelmError
-from edgelm.runtime.backends import BACKENDS, RUNS, OnnxBackend, TfliteBackend
+from edgelm.runtime.backends import BACKENDS, KERNEL_PATHS, RUNS, OnnxBackend, TfliteBackend, split_runtime
 from edgelm.runtime.bundle import Bundle
 from edgelm.runtime.parity import ParityError, compare_outputs, parity_failures, routing_agreement, token_rows
 from edgelm.words import WordTagging
 
 
-def make_backend(name: str, bundle: Bundle, threads: int | None, routing: str | None = None):
+def make_backend(name: str, bundle: Bundle, threads: int | None, routing: str | None = None,
+                 kernels: str | None = None):
     """The runtime `name` loaded with the bundle's model file; refuses a runtime for the wrong format.
 
     `routing` (routed bundles only): learned (default), dense, or one expert's name for every input.
+    `kernels` (TFLite only): one of `KERNEL_PATHS` (default: the delegate, XNNPACK).
     """
     if name not in BACKENDS:
         raise EdgelmError(f"unknown runtime {name!r}; use one of {', '.join(BACKENDS)}")
@@ -41,13 +43,13 @@ def make_backend(name: str, bundle: Bundle, threads: int | None, routing: str | 
     if "routed" in bundle.config:
         from edgelm.runtime.routed import RoutedBackend
 
-        return RoutedBackend(bundle, threads, name, routing or "learned")
+        return RoutedBackend(bundle, threads, name, routing or "learned", kernels=kernels)
     if routing is not None:
         raise EdgelmError(f"{bundle.path} is not a routed bundle; --routing applies to routed bundles only")
     model_file = bundle.path / bundle.config["model_file"]
     if target == "onnx":
         return OnnxBackend(model_file, threads)
-    return TfliteBackend(model_file, threads, bundle.config, name)
+    return TfliteBackend(model_file, threads, bundle.config, name, kernels)
 
 
 def pad_to_bucket(ids: np.ndarray, mask: np.ndarray, buckets: list[int] | None,
@@ -85,6 +87,7 @@ class Model:
         self.buckets = sorted(cfg.get("buckets") or [])
         self.max_length = self.buckets[-1] if self.buckets else cfg["max_length"]
         self.truncated = 0  # texts cut to the largest bucket since load, as the device cuts them
+        self.kernel_fallback: dict[str, str] = {}  # TFLite kernel paths that failed the parity replay
 
     @property
     def path(self) -> Path:
@@ -104,7 +107,13 @@ class Model:
     def load(cls, path: str | Path, *, backend: str | None = None, threads: int | None = None,
              strict: bool = False, check_parity: bool = True, routing: str | None = None) -> Model:
         """Open, verify (sha256) and parity-check a bundle (a routed one: with its learned routing,
-        then switched to `routing` when given). Returns an `EmbeddingModel` or a `ClassifierModel`."""
+        then switched to `routing` when given). Returns an `EmbeddingModel`, a `ClassifierModel` or a
+        `TaggingModel`.
+
+        `backend` may name a TFLite kernel path (`litert:builtin`, `litert:reference`). Without one, a
+        TFLite bundle whose parity replay fails on the default kernels (XNNPACK) is retried on the
+        builtin, then the reference kernels; the first that passes runs it (`kernels`, and the failed
+        paths in `kernel_fallback`). The parity record decides, not a list of CPU names."""
         from tokenizers import Tokenizer
 
         bundle = Bundle.open(path)
@@ -115,14 +124,31 @@ class Model:
             raise EdgelmError(f"{bundle.path} is a {bundle.config.get('task')!r} bundle, which this edgelm cannot run")
         if cls is not Model and not issubclass(kind, cls):
             raise EdgelmError(f"{bundle.path} is a {bundle.config['task']} bundle, not a {cls.task} one")
-        runner = make_backend(backend or RUNS[bundle.target][0], bundle, threads, routing)
+        name, kernels = split_runtime(backend or RUNS[bundle.target][0])
         tokenizer = Tokenizer.from_file(str(bundle.path / "tokenizer.json"))
         tokenizer.no_padding()  # padding and truncation are ours: per bucket, with a warning
         tokenizer.no_truncation()
-        model = kind(bundle, runner, tokenizer, strict=strict)
-        if check_parity:
-            model.check_parity()
-        return model
+        paths = [kernels] if kernels or bundle.target != "tflite" or not check_parity else list(KERNEL_PATHS)
+        failed: dict[str, str] = {}
+        for path_name in paths:
+            runner = make_backend(name, bundle, threads, routing, kernels=path_name)
+            model = kind(bundle, runner, tokenizer, strict=strict)
+            model.kernel_fallback = failed
+            if not check_parity:
+                return model
+            try:
+                model.check_parity()
+            except ParityError as exc:
+                failed[path_name or name] = str(exc)
+                continue
+            if failed:
+                warnings.warn(f"{name} failed this bundle's parity check on its {', '.join(failed)} kernels; "
+                              f"running it on the {path_name} kernels", stacklevel=2)
+            return model
+        if len(failed) == 1:
+            raise ParityError(next(iter(failed.values())))
+        raise ParityError(f"{name} disagrees with the source model on this bundle on every kernel path ("
+                          + "; ".join(f"{k}: {v.split(': ', 1)[-1]}" for k, v in failed.items()) + "). Refusing to run it.")
 
     def check_parity(self) -> dict:
         """Replay the parity record; raise ParityError when outputs disagree."""
@@ -209,6 +235,10 @@ class Model:
                "recipe": {"pooling": cfg.get("pooling", "mean"), "normalize": bool(cfg.get("normalize", True)),
                           "prefix": self.prefix},
                "bundle": {k: export.get(k) for k in ("target", "quantize", "runtime")} | {"backend": self.backend.name}}
+        if getattr(self.backend, "kernels", None):
+            out["bundle"]["kernels"] = self.backend.kernels
+        if self.kernel_fallback:
+            out["bundle"]["kernel_fallback"] = self.kernel_fallback
         if self.truncated:
             out["truncated_texts"] = self.truncated
         if "routed" in cfg:

