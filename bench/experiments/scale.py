@@ -6,8 +6,10 @@
 quality     The same 4-layer eng->swh phase-1 student (same vocabulary rule, same settings) at a fixed step
             budget on three kinds of training text: SIB-200 train+dev only (the default; with the teacher
             cache, since it is read 15 times), + corpus/ (monolingual eng and swh), + corpus/ and MAFAND
-            eng-swh bitext as parallel anchors (taken as they come, then as half of every swh batch). Scored with the teacher on SIB-200 swh (probe trained on
-            English), Tatoeba swh<->eng and NTREX swh<->eng retrieval, as fractions of the teacher.
+            eng-swh bitext as parallel anchors (taken as they come; as half of every swh batch; and with
+            the contrastive term against the anchors embedded so far). Scored with the teacher on SIB-200
+            swh (probe trained on English), Tatoeba swh<->eng and NTREX swh<->eng retrieval, as
+            fractions of the teacher.
 throughput  Phase-1 sentences/s on this machine, each against its baseline in the same run: 1 vs 2 CPU
             processes (torchrun, gloo) at the same global batch; teacher cache off vs on (second epoch,
             once the cache is full); fp32 vs bf16 autocast.
@@ -40,6 +42,8 @@ TEXTS = {  # row -> extra arguments for `edgelm distill`, given the data root
                                                "--bitext", str(root / "parallel" / "mafand" / "eng-swh_Latn.tsv")],
     "+ corpus/ + MAFAND bitext, half of each swh batch anchored": lambda root: [
         *TEXTS["+ corpus/ + MAFAND bitext"](root), "--anchor-share", "0.5"],
+    "+ corpus/ + MAFAND bitext, half anchored, contrastive memory bank": lambda root: [
+        *TEXTS["+ corpus/ + MAFAND bitext"](root), "--anchor-share", "0.5", "--alpha-contrastive", "0.1"],
 }
 # Measures the peak RSS of an `edgelm` command in its own process.
 RSS = ("import resource, sys\nfrom edgelm.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"

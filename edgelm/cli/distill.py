@@ -48,7 +48,7 @@ def distill_command(
     alpha_attn: Annotated[float, typer.Option(help="Weight of the attention MSE.")] = 1.0,
     alpha_embed: Annotated[float, typer.Option(help="Weight of the sentence-embedding cosine loss.")] = 1.0,
     alpha_parallel: Annotated[float, typer.Option(help="Weight of the parallel-sentence loss (target sentence -> teacher's embedding of its source translation).")] = 1.0,
-    alpha_contrastive: Annotated[float, typer.Option(help="Weight of the contrastive loss against the teacher's source-sentence embeddings (experimental).")] = 0.0,
+    alpha_contrastive: Annotated[float, typer.Option(help="Weight of the contrastive loss: a sentence's embedding must pick its translation's teacher embedding among the anchors embedded so far (a memory bank).")] = 0.0,
     anchor_share: Annotated[float, typer.Option(help="Fraction of each target-language batch drawn from sentences "
                                                     "with a translation anchor (--bitext, SIB-200's parallel rows): "
                                                     "more of the parallel loss per step.")] = 0.0,

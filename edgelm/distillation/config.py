@@ -37,7 +37,8 @@ class DistillConfig:
     alpha_parallel: float = 1.0  # 1 - cosine of a target sentence's student embedding to the teacher's
     #                              embedding of its source translation (SIB-200 train/dev are parallel)
     alpha_contrastive: float = 0.0  # InfoNCE: a sentence's student embedding must pick the teacher's
-    #                                 embedding of its source-language version among all source sentences
+    #                                 embedding of its source-language version among the anchors embedded
+    #                                 so far (a memory bank that grows as training reads)
     contrastive_temperature: float = 0.05
     anchor_share: float = 0.0  # fraction of each target batch drawn from sentences with a translation anchor
     #                            (bitext or SIB-200's parallel rows); 0: batches take sentences as they come

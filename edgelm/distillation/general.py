@@ -220,23 +220,27 @@ def train_general(cfg: DistillConfig, teacher, student, kept_ids: np.ndarray, co
         if reads < 1.5:
             say(f"teacher cache: this run reads each sentence about {reads:.1f} times, so the cache saves little")
     # Each sentence's anchor in the teacher's source-language space: its own embedding for source
-    # sentences, its translation's for target sentences that have one (index -1: none). Anchors are
-    # embedded by the teacher when a batch first needs them (all at once for the contrastive term,
-    # which compares with every source sentence), so a large bitext costs only what training reads.
+    # sentences with a translation, its translation's for target sentences (index -1: none). Anchors
+    # are embedded by the teacher when a batch first needs them, so a large bitext costs only what
+    # training reads; the contrastive term ranks each sentence's anchor among the anchors embedded so
+    # far (a memory bank that grows as training reads, the same on every rank).
     parallel, anchors_of = {}, None
     if source in corpora and (cfg.alpha_parallel or cfg.alpha_contrastive) and pairs:
-        needed = (np.arange(sizes[source]) if cfg.alpha_contrastive else
-                  np.unique(np.concatenate([np.asarray(v, dtype=np.int64) for v in pairs.values()] + [np.zeros(0, np.int64)])))
+        needed = np.unique(np.concatenate([np.asarray(v, dtype=np.int64) for v in pairs.values()]
+                                          + [np.zeros(0, np.int64)]))
         needed = needed[needed >= 0]
         row_of = torch.full((sizes[source],), -1, dtype=torch.long)
         row_of[torch.as_tensor(needed, dtype=torch.long)] = torch.arange(len(needed))
         anchors_of = SourceAnchors(teacher, corpora[source], needed, to_teacher, pad_id, device, hw.precision.autocast)
-        if cfg.alpha_contrastive:
-            anchors_of(torch.arange(len(needed), device=device))
         parallel[source] = row_of.to(device)
         for lang, idx in pairs.items():
             idx = torch.as_tensor(idx, dtype=torch.long)
             parallel[lang] = torch.where(idx >= 0, row_of[idx.clamp(min=0)], idx).to(device)
+        if cfg.alpha_contrastive and step:  # a resumed run: the bank holds what the steps before read
+            read = [parallel[lang][torch.as_tensor(idx, device=device)] for lang, idx in map(batches, range(step))
+                    if lang in parallel]
+            read = torch.cat(read) if read else torch.zeros(0, dtype=torch.long, device=device)
+            anchors_of(read[read >= 0])
     student.train()
     started = time.perf_counter()
     last = {}
@@ -252,6 +256,9 @@ def train_general(cfg: DistillConfig, teacher, student, kept_ids: np.ndarray, co
             anchors = parallel.get(lang)
             counts = BatchCounts.of(corpora[lang].lengths(idx), 0 if anchors is None else
                                     int((anchors[torch.as_tensor(idx, device=device)] >= 0).sum()))
+            if anchors is not None:  # the whole global batch's, on every rank: the bank stays the same everywhere
+                wanted = anchors[torch.as_tensor(idx, device=device)]
+                anchors_of(wanted[wanted >= 0])
             opt.zero_grad(set_to_none=True)
             total = torch.zeros(len(names), dtype=torch.float64)
             parts = hw.my_parts(idx)
@@ -266,9 +273,7 @@ def train_general(cfg: DistillConfig, teacher, student, kept_ids: np.ndarray, co
                     terms = distillation_terms(cfg, s_out, t, mask, lmap, counts)
                     if anchors is not None:
                         anchor = anchors[torch.as_tensor(part, device=device)]
-                        anchors_of(anchor[anchor >= 0])
-                        terms.update(_parallel_terms(cfg, s_out, mask, anchor, anchors_of.table, counts,
-                                                     lang == source))
+                        terms.update(_parallel_terms(cfg, s_out, mask, anchor, anchors_of, counts, lang == source))
                     loss = sum(terms.values())
                     # DDP averages gradients over ranks; the pieces' losses are already fractions of the
                     # global batch's, so scale back up by the world size.
@@ -310,12 +315,14 @@ def train_general(cfg: DistillConfig, teacher, student, kept_ids: np.ndarray, co
     return summary
 
 
-def _parallel_terms(cfg: DistillConfig, s_out, mask, anchor: torch.Tensor, src_emb: torch.Tensor,
+def _parallel_terms(cfg: DistillConfig, s_out, mask, anchor: torch.Tensor, bank: SourceAnchors,
                     counts: BatchCounts, is_source: bool) -> dict[str, torch.Tensor]:
     """The parallel (and contrastive) terms of one piece of a global batch, normalised over the batch.
 
-    `anchor[i]`: the row of `src_emb` holding the teacher's embedding of sentence i's source version (-1: none).
+    `anchor[i]`: the row of `bank.table` holding the teacher's embedding of sentence i's source version
+    (-1: none). The contrastive term ranks it among the rows embedded so far.
     """
+    src_emb = bank.table
     keep = anchor >= 0
     terms = {}
     if not keep.any():
@@ -324,7 +331,7 @@ def _parallel_terms(cfg: DistillConfig, s_out, mask, anchor: torch.Tensor, src_e
     if cfg.alpha_parallel and not is_source:
         terms["parallel"] = cfg.alpha_parallel * (1 - (emb * src_emb[anchor[keep]]).sum(-1)).sum() / counts.anchored
     if cfg.alpha_contrastive:
-        logits = emb @ src_emb.T / cfg.contrastive_temperature
+        logits = (emb @ src_emb.T / cfg.contrastive_temperature).masked_fill(~bank.done, float("-inf"))
         terms["contrastive"] = cfg.alpha_contrastive * F.cross_entropy(logits, anchor[keep], reduction="sum") / counts.anchored
     return terms
 
