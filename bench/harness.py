@@ -323,7 +323,21 @@ def run_bench(targets: list[str], *, runtime: str | None = None, seq_lens=(32, 1
         raise EdgelmError("--runs and --threads must be at least 1")
     specs = [split_target(t, runtime) for t in targets]
     texts = bench_texts(data, specs)
-    runners = {spec: _Runner(*spec, threads) for spec in specs}
+    # Several targets on several threads take turns on the same cores: onnxruntime's idle pool threads
+    # would spin after each call and starve whichever runtime runs next (measured: a TFLite int8 student
+    # at 2 threads, 1.82 ms beside a spinning onnxruntime session, 1.11 ms without). Off for such runs;
+    # a single target keeps onnxruntime's default, as on a device running one model.
+    spinning = not (threads > 1 and len(specs) > 1)
+    previous = os.environ.get("EDGELM_ORT_SPINNING")
+    if not spinning:
+        os.environ["EDGELM_ORT_SPINNING"] = "0"
+    try:
+        runners = {spec: _Runner(*spec, threads) for spec in specs}
+    finally:
+        if previous is None:
+            os.environ.pop("EDGELM_ORT_SPINNING", None)
+        else:
+            os.environ["EDGELM_ORT_SPINNING"] = previous
     records: list[Record] = []
     cases = []
     for (path, rt), r in runners.items():
@@ -364,5 +378,5 @@ def run_bench(targets: list[str], *, runtime: str | None = None, seq_lens=(32, 1
         arch = meta.get("architecture")
         row["pi4_estimate"] = estimate_ms(arch, meta["quantize"], rec.seq_len, threads=threads) if arch and rec.batch == 1 else None
         rows.append(row)
-    return {"machine": machine_info(), "peak_rss_mb": peak_rss_mb(),
+    return {"machine": machine_info(), "peak_rss_mb": peak_rss_mb(), "onnxruntime_spinning": spinning,
             "runs": per_round * rounds, "warmup": warmup, "estimate_profile": PI4.name, "records": rows}

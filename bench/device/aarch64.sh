@@ -4,6 +4,8 @@
 # runtime is installed with pip and a bundle's parity check and a short bench run.
 #
 #   sudo bash bench/device/aarch64.sh runs/bench-export/bundles/student-tflite-int8 [BUNDLE ...]
+#   sudo SCORE=1 METRICS_ARGS="--base bundles/teacher-tflite-int8 --target bundles/student-tflite-int8=swh_Latn" \
+#       QEMU_CPU=max bash bench/device/aarch64.sh BUNDLE ...   # + SIB-200 scores on the emulated CPU's kernels
 #
 # Needs root (apt-get, debootstrap, chroot, mounts) and the Debian mirror + PyPI. First run ~5 min
 # (debootstrap ~2.5 min, pip ~1 min); the userland is kept in $ARM64_ROOT for the next run.
@@ -59,6 +61,14 @@ mkdir -p "$work/bundles"
 cp "$wheel" bench/device/device_side.sh "$work/"
 names=()
 for b in "$@"; do rm -rf "$work/bundles/$(basename "$b")"; cp -r "$b" "$work/bundles/"; names+=("bundles/$(basename "$b")"); done
+# SCORE=1: also score the bundles on a SIB-200 slice with the emulated CPU's kernels (scores.json and
+# metrics.json; METRICS_ARGS names the base and targets, e.g. "--base bundles/T --target bundles/S=swh_Latn").
+data_env=()
+if [ "${SCORE:-0}" = 1 ]; then
+  rm -rf "$work/data"
+  "${PYTHON:-.venv/bin/python}" -m edgelm.benchmarks.subset "$work/data" ${SUBSET_ARGS:-} >/dev/null
+  data_env=(DATA=/opt/edgelm/data "METRICS_ARGS=${METRICS_ARGS:-}")
+fi
 # The Pi 4's core (ARMv8.0-A: no dotprod, no i8mm, no SVE). qemu's default "max" CPU advertises all of
 # those; there LiteRT's dynamic-int8 kernels gave min cosine 0.772 against the source model (refused by
 # the parity check) while the same bundle on an emulated Cortex-A72 gives 0.9997. QEMU_CPU=max repeats it.
@@ -67,6 +77,8 @@ echo "== emulated CPU: $cpu"
 chroot "$ROOT" env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/root LANG=C.UTF-8 QEMU_CPU="$cpu" \
   EDGELM_DEVICE="arm64 Debian bookworm, qemu-user $cpu (emulated: not device timings)" \
   BENCH_ARGS="${BENCH_ARGS:---threads 1 --seq-len 32 --runs 5 --warmup 1}" \
+  "${data_env[@]}" \
   bash /opt/edgelm/device_side.sh /opt/edgelm "./$(basename "$wheel")" "${names[@]}"
 cp "$work/bench.json" runs/aarch64/bench.json
+[ "${SCORE:-0}" = 1 ] && cp "$work/scores.json" "$work/metrics.json" runs/aarch64/
 echo "== done: runs/aarch64/log.txt, runs/aarch64/bench.json"

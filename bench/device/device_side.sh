@@ -6,7 +6,10 @@
 #   bash device_side.sh WORKDIR WHEEL BUNDLE [BUNDLE ...]
 #
 # Env: EDGELM_DEVICE names the device in the results (e.g. "Raspberry Pi 4 Model B");
-#      BENCH_ARGS adds options to `edgelm bench` (default: 1 and 4 threads, 32/128 tokens, 30 runs).
+#      BENCH_ARGS adds options to `edgelm bench` (default: 1 and 4 threads, 32/128 tokens, 30 runs);
+#      DATA (a folder under WORKDIR, from `python -m edgelm.benchmarks.subset`) scores every bundle on it
+#      with this device's kernels: scores.json (bundles x languages, for `edgelm metrics`) and
+#      metrics.json (METRICS_ARGS, e.g. "--base bundles/teacher --target bundles/student=swh_Latn").
 set -euo pipefail
 work=$1; wheel=$2; shift 2
 [ $# -ge 1 ] || { echo "usage: device_side.sh WORKDIR WHEEL BUNDLE [BUNDLE ...]" >&2; exit 2; }
@@ -24,6 +27,12 @@ r = m.check_parity(); print(f'parity ({m.backend.name}, {len(m.bundle.manifest[\
       f'min cosine {r[\"min_cosine\"]:.5f} to the source model, threshold {m.bundle.manifest[\"parity\"][\"thresholds\"][\"min_cosine\"]}')" "$b"
   venv/bin/edgelm run "$b" "Serikali imetangaza bajeti mpya ya elimu." "The government announced a new education budget."
 done
+if [ -n "${DATA:-}" ]; then
+  echo "== quality on this device's kernels: SIB-200 slice in $DATA"
+  venv/bin/edgelm eval "$@" --domains languages --task sib200 --data "$DATA" --out scores.json
+  # shellcheck disable=SC2086
+  venv/bin/edgelm metrics scores.json ${METRICS_ARGS:-} --out metrics.json
+fi
 echo "== bench"
 # shellcheck disable=SC2086
 venv/bin/edgelm bench "$@" ${BENCH_ARGS:---threads 1 --seq-len 32,128 --runs 30} --out bench.json

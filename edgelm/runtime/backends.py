@@ -7,6 +7,7 @@ bundle's model on it. Every backend has `name` and `version`. No torch here.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,10 @@ class OnnxBackend:
         if threads:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
+        if os.environ.get("EDGELM_ORT_SPINNING") == "0":
+            # Idle pool threads otherwise spin for a while after each call: right for one model on a
+            # device, wrong when several runtimes take turns on the same cores (an interleaved bench).
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(str(model_file), opts, providers=["CPUExecutionProvider"])

@@ -194,8 +194,10 @@ class Model:
         for t in texts:
             if not isinstance(t, str) or not t.strip():
                 raise EdgelmError("empty text: give at least one non-blank sentence")
-            if any(0xD800 <= ord(c) <= 0xDFFF for c in t):
-                raise EdgelmError("input is not valid UTF-8")
+            try:
+                t.encode("utf-8")  # in C: a lone surrogate cannot be encoded
+            except UnicodeEncodeError:
+                raise EdgelmError("input is not valid UTF-8") from None
         encs = self.tokenizer.encode_batch([self.prefix + t for t in texts])
         too_long = [i for i, e in enumerate(encs) if len(e.ids) > self.max_length]
         if too_long:

@@ -136,8 +136,10 @@ def texts_of(body: dict, limits: Limits) -> list[str]:
         if len(t) > limits.max_chars:
             raise RequestError(413, f"input[{i}] has {len(t)} characters; this server takes at most "
                                     f"{limits.max_chars}", "input")
-        if any(0xD800 <= ord(c) <= 0xDFFF for c in t):
-            raise RequestError(400, f"input[{i}] is not valid Unicode (a lone surrogate)", "input")
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError:
+            raise RequestError(400, f"input[{i}] is not valid Unicode (a lone surrogate)", "input") from None
     return texts
 
 
