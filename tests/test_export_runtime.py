@@ -58,7 +58,7 @@ def test_embedding_bundles_match_the_source_model(bundles, tiny_teacher, data_di
     target, _, quantize = key.rpartition("-") if key.startswith("tflite") else ("onnx", "", key)
     model_file = f"model.{target}"
     assert manifest["export"]["quantize"] == quantize and set(manifest["files"]) == {
-        model_file, "tokenizer.json", "config.json"}
+        model_file, "tokenizer.json", "config.json", "README.md"}  # README.md: the model card
     parts = manifest["sizes"]["weights_by_part"]
     assert parts["embeddings"] > parts["encoder"] > 0  # a 250k-row table under a 4-layer, 32-wide encoder
     # Quantization reaches the embedding table too: int8 files shrink about 4x, fp16 about 2x.
