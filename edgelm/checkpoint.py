@@ -189,13 +189,22 @@ def encode_words(tokenizer, sentences: list[list[str]], prefix: str, max_length:
     return batch, firsts
 
 
+def bundled_teacher_of(meta: dict, folder: Path | None = None):
+    """The bundled teacher (`teacher.registry.BUNDLED`, with its licence and hub id) a model's `edgelm`
+    config block names as its teacher, or that `folder` is; None for any other model."""
+    from edgelm.teacher.registry import BUNDLED
+
+    named = ((meta.get("artifact") or {}).get("provenance") or {}).get("teacher") or (
+        meta.get("distilled") or {}).get("teacher")
+    return BUNDLED.get(named or "") or next((t for t in BUNDLED.values() if folder and t.folder() == folder), None)
+
+
 def write_interop(folder: Path, config, *, name: str | None = None, parameters: int | None = None,
                   max_length: int = 512) -> None:
     """What other tools need beside a checkpoint's own files, from its config's `edgelm` block:
     sentence-transformers' module files (encoders: `SentenceTransformer(folder)` gives edgelm's vectors)
     and the model card (README.md, with the scores `edgelm eval --card` recorded in scores.json)."""
     from edgelm.interop import read_scores, write_model_card, write_sentence_transformers
-    from edgelm.teacher.registry import BUNDLED
 
     folder = Path(folder)
     name = name or folder.name
@@ -206,7 +215,7 @@ def write_interop(folder: Path, config, *, name: str | None = None, parameters: 
     recipe = EmbeddingRecipe.from_config(config, str(folder))
     languages = list(prov.get("languages") or (meta.get("distilled") or {}).get("languages") or [])
     teacher_name = prov.get("teacher") or (meta.get("distilled") or {}).get("teacher")
-    teacher = BUNDLED.get(teacher_name or "")
+    teacher = bundled_teacher_of(meta)
     labels = [config.id2label[i] for i in sorted(config.id2label)] if kind == "task_model" else []
     head = task_head(folder) if kind == "task_model" else None
     if kind != "task_model":

@@ -251,13 +251,11 @@ def export_bundle(model: str, target: str, quantize: str, out: str | Path, *, da
 def write_bundle_card(folder: Path, source: Path, name: str, config: dict, export: dict, parity: dict,
                       model_bytes: int) -> None:
     """The bundle's model card: what it is, its parity with the source, the source's measured scores."""
-    from edgelm.checkpoint import read_config
+    from edgelm.checkpoint import bundled_teacher_of, read_config
     from edgelm.interop import read_scores, write_model_card
-    from edgelm.teacher.registry import BUNDLED
 
     meta = (read_config(source).get("edgelm") or {}) if (source / "config.json").is_file() else {}
-    named = ((meta.get("artifact") or {}).get("provenance") or {}).get("teacher") or (meta.get("distilled") or {}).get("teacher")
-    teacher = BUNDLED.get(named or "") or next((t for t in BUNDLED.values() if t.folder() == source), None)
+    teacher = bundled_teacher_of(meta, source)
     verb = {"embedding": "embed", "classification": "predict", "tagging": "tag"}[config["task"]]
     agreement = (f"min cosine {parity['min_cosine']:.4f}" if "min_cosine" in parity else
                  ", ".join(f"{k} {v:.4f}" for k, v in parity.items() if isinstance(v, float)))
