@@ -207,6 +207,35 @@ def route(student: PathLike, domains: str | Sequence[str], *, out: PathLike, sou
                         use_bundled=use_bundled)
 
 
+def build_routed(experts: Mapping[str, PathLike], *, general: PathLike | None, out: PathLike,
+                 data: PathLike | None = None, heldout: str | Sequence[str] | None = None, tau: float = 0.9,
+                 k_max: int = 1, router_steps: int = 1500, seed: int = 0, overwrite: bool = False) -> dict:
+    """Route over whole specialists: `experts` maps a language to a model folder mastering it (a bilingual
+    student, each with its own vocabulary), `general` a model for everything else (a multi-target student or
+    the teacher). A character-n-gram SCAR router is trained on SIB-200 train+dev text (languages in `heldout`
+    kept out, to show where unseen languages go). Returns routed.json."""
+    from edgelm.data.languages import normalize_language
+    from edgelm.data.locate import data_root
+    from edgelm.data.sib200 import sib200_languages
+    from edgelm.routing.specialists import HELDOUT, build_specialists
+
+    root = data_root(data)
+    have = sib200_languages(root)
+    named: dict[str, Path] = {}
+    for lang, folder in experts.items():
+        code = normalize_language(lang, have)
+        if code in named:
+            raise EdgelmError(f"two experts claim {code}: {named[code]} and {folder}")
+        named[code] = Path(folder)
+    held = tuple(normalize_language(h, have) for h in (_names(heldout) if heldout is not None else HELDOUT))
+    clash = sorted(set(held) & set(named))
+    if clash:
+        raise EdgelmError(f"{clash[0]} has an expert; the router cannot learn it while it is held out")
+    return build_specialists(named, Path(general) if general is not None else None, Path(out), data_root=root,
+                             heldout=held, tau=tau, k_max=k_max, router_steps=router_steps, seed=seed,
+                             overwrite=overwrite)
+
+
 def show_routes(model: PathLike, texts: Sequence[str], *, tau: float | None = None, k_max: int | None = None) -> dict:
     """Which experts a routed model (folder or bundle) runs for each text, with the router's weights;
     `tau` / `k_max` override the model's for this call only."""
@@ -219,7 +248,16 @@ def show_routes(model: PathLike, texts: Sequence[str], *, tau: float | None = No
     texts = list(texts)
     if not texts or any(not isinstance(t, str) or not t.strip() for t in texts):
         raise EdgelmError("give at least one non-blank sentence")
-    if is_routed(model):
+    from edgelm.routing.format import routed_design
+
+    if is_routed(model) and routed_design(model) == "specialists":
+        from edgelm.routing.specialists import Specialists
+
+        routed = Specialists.load(model)
+        names = routed.names
+        pick = routed.choose(texts, tau=tau, k_max=k_max)
+        weights, chosen = pick["weights"], pick["chosen"]
+    elif is_routed(model):
         routed = RoutedModel.load(model)
         names = routed.names
         pick = routed.route_texts(texts, tau=tau, k_max=k_max)

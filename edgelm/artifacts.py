@@ -106,12 +106,20 @@ def load(name_or_path: str | os.PathLike[str], *, routing: str | None = None, pr
     if backend is not None:
         raise EdgelmError(f"{spec} is not a bundle; a runtime backend applies to bundles only")
     if kind == "routed":
-        from edgelm.routing.encoder import RoutedEncoder
+        from edgelm.routing.format import routed_design
 
         if threads:
             import torch
 
             torch.set_num_threads(threads)
+        if routed_design(spec) == "specialists":
+            from edgelm.routing.specialists import SpecialistsEncoder
+
+            if prefix is not None:
+                raise EdgelmError("each specialist keeps its own recipe; --prefix applies to single checkpoints")
+            return SpecialistsEncoder.load(spec, routing or "learned")
+        from edgelm.routing.encoder import RoutedEncoder
+
         return RoutedEncoder.load(spec, routing or "learned", prefix=prefix, max_length=max_length)
     if routing is not None:
         raise EdgelmError(f"{spec} is not a routed model; a routing applies to routed models and bundles only")

@@ -9,7 +9,8 @@ import typer
 
 from edgelm.cli.output import emit, err, out, table
 
-app = typer.Typer(help="SCAR: a shared distilled body, per-domain experts and a sparse cross-attention router.",
+app = typer.Typer(help="SCAR: a sparse cross-attention router over distilled experts — whole specialists (build) or "
+                       "top layers over a shared body (train).",
                   no_args_is_help=True)
 
 
@@ -61,6 +62,51 @@ def train_command(
                         ["expert", "steps", "final loss", "router held-out acc"], rows))
         out.print(f"router: held-out accuracy {r['heldout_accuracy']:.3f} on {r['heldout_sentences']} sentences, "
                   f"{r['heldout_mean_experts']:.2f} experts per sentence at tau {m['tau']}, k_max {m['k_max']}")
+        err.print(f"done in {m['wall_seconds']} s")
+
+    emit(meta, as_json=as_json, json_out=None, render=render)
+
+
+@app.command("build")
+def build_command(
+    expert: Annotated[list[str], typer.Option(help="LANGUAGE=FOLDER: a model that masters LANGUAGE (a bilingual "
+                                                   "`edgelm distill` student: its general/ or task/ folder); repeatable.")],
+    general: Annotated[Optional[Path], typer.Option(help="The general expert, for every other language: a multi-target "
+                                                         "student, or the teacher's folder.")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the routed model.")] = Path("routed"),
+    heldout: Annotated[Optional[str], typer.Option(help="Comma-separated SIB-200 languages kept out of router training "
+                                                        "(default ind_Latn,tur_Latn,vie_Latn,jpn_Jpan; '' for none).")] = None,
+    tau: Annotated[float, typer.Option(help="Routing threshold: run the fewest experts whose weight reaches it, in (0, 1].")] = 0.9,
+    k_max: Annotated[int, typer.Option(help="At most this many experts per input.")] = 1,
+    router_steps: Annotated[int, typer.Option(help="Router training steps.")] = 1500,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    data: Annotated[Optional[Path], typer.Option(help="Data folder (SIB-200 text trains the router).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace --out.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print routed.json.")] = False,
+) -> None:
+    """Route over whole specialists (each its own vocabulary and tokenizer) and a general expert, with a SCAR
+    router on character n-grams that runs before any of them."""
+    from edgelm.api import build_routed
+    from edgelm.errors import EdgelmError
+
+    pairs = {}
+    for spec in expert:
+        lang, sep, folder = spec.partition("=")
+        if not sep or not lang.strip() or not folder.strip():
+            raise EdgelmError(f"--expert takes LANGUAGE=FOLDER, not {spec!r}")
+        if lang.strip() in pairs:
+            raise EdgelmError(f"two experts claim {lang.strip()}: {pairs[lang.strip()]} and {folder}")
+        pairs[lang.strip()] = folder
+    meta = build_routed(pairs, general=general, out=out_dir, data=data, tau=tau, k_max=k_max,
+                        heldout=heldout, router_steps=router_steps, seed=seed, overwrite=overwrite)
+
+    def render(m: dict) -> None:
+        test = m["router"]["test"]
+        rows = [[lang, "held out" if lang in m["router"]["heldout"] else "trained",
+                 next((n for n in m["experts"] if n == lang), "general"), f"{r['right']:.3f}", r["mean_experts"]]
+                for lang, r in test.items()]
+        out.print(table(f"routed specialists in {out_dir}: {', '.join(m['experts'])}",
+                        ["SIB-200 test language", "router", "its expert", "routed there", "experts/sentence"], rows))
         err.print(f"done in {m['wall_seconds']} s")
 
     emit(meta, as_json=as_json, json_out=None, render=render)

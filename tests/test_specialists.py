@@ -1,0 +1,121 @@
+"""`edgelm route build`: SCAR over whole specialists, each with its own trimmed vocabulary and tokenizer,
+plus a general expert, on students distilled from a tiny teacher with the real tokenizer and real data."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from helpers import assert_user_error, tree_snapshot
+
+DISTILL = ["--phase", "general", "--steps", "4", "--layers", "2", "--batch-size", "8"]
+SWH = ["Watoto wanacheza mpira uwanjani.", "Serikali imetangaza bajeti mpya ya elimu."]
+HIN = ["मौसम आज बहुत अच्छा है।", "सरकार ने शिक्षा के लिए नया बजट घोषित किया।"]
+ENG = ["The train leaves at noon.", "The government announced a new education budget."]
+
+
+def edgelm(*args: str) -> None:
+    from edgelm.cli import main
+
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        assert exc.code in (0, None), f"edgelm {' '.join(args)} exited {exc.code}"
+
+
+@pytest.fixture(scope="module")
+def students(tiny_teacher, tmp_path_factory):
+    root = tmp_path_factory.mktemp("specialists")
+    for lang in ("swh_Latn", "hin_Deva"):
+        edgelm("distill", "--teacher", str(tiny_teacher), "--out", str(root / lang), "--target", lang, *DISTILL)
+    return {lang: root / lang / "general" for lang in ("swh_Latn", "hin_Deva")}
+
+
+@pytest.fixture(scope="module")
+def routed(students, tiny_teacher, tmp_path_factory):
+    out = tmp_path_factory.mktemp("routed") / "specialists"
+    edgelm("route", "build", "--expert", f"swh={students['swh_Latn']}", "--expert", f"hin_Deva={students['hin_Deva']}",
+           "--general", str(tiny_teacher), "--out", str(out), "--router-steps", "300")
+    return out
+
+
+def test_the_folder_holds_whole_experts_with_their_own_vocabularies(routed, students, tiny_teacher):
+    meta = json.loads((routed / "routed.json").read_text())
+    assert meta["design"] == "specialists" and meta["experts"] == ["general", "swh_Latn", "hin_Deva"]
+    vocab = {n: json.loads((routed / "experts" / n / "config.json").read_text())["vocab_size"] for n in ("swh_Latn", "hin_Deva")}
+    assert vocab["swh_Latn"] != vocab["hin_Deva"] and max(vocab.values()) < 250_002  # each trimmed to its own pair
+    for name in ("general", "swh_Latn", "hin_Deva"):
+        assert (routed / "experts" / name / "tokenizer.json").is_file()
+    test = meta["router"]["test"]  # SIB-200 test sentences, never trained on
+    assert test["swh_Latn"]["right"] >= 0.95 and test["hin_Deva"]["right"] >= 0.95 and test["eng_Latn"]["right"] >= 0.95
+    assert "jpn_Jpan" in meta["router"]["heldout"] and test["jpn_Jpan"]["right"] >= 0.9  # unseen -> general
+
+
+def test_each_text_runs_only_its_specialist_with_its_own_tokenizer(routed, students, tiny_teacher):
+    import edgelm
+
+    model = edgelm.load(routed)
+    alone = {n: edgelm.load(p) for n, p in {**students, "general": tiny_teacher}.items()}
+    texts = SWH + HIN + ENG
+    got = model.embed(texts)
+    want = np.concatenate([alone["swh_Latn"].embed(SWH), alone["hin_Deva"].embed(HIN), alone["general"].embed(ENG)])
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    routing = model.describe()["routing"]
+    assert routing["mean_experts"] == 1.0
+    assert routing["sentences_per_expert"] == {"general": 2, "swh_Latn": 2, "hin_Deva": 2}
+    # oracle routing follows the language the caller gives; one expert by name runs it for everything
+    oracle = edgelm.load(f"{routed}@oracle").embed(HIN, language="hin_Deva")
+    np.testing.assert_allclose(oracle, alone["hin_Deva"].embed(HIN), atol=1e-5)
+    forced = edgelm.load(f"{routed}@swh_Latn").embed(HIN)
+    np.testing.assert_allclose(forced, alone["swh_Latn"].embed(HIN), atol=1e-5)
+    dense = edgelm.load(f"{routed}@dense")
+    vec = dense.embed(SWH)
+    np.testing.assert_allclose(np.linalg.norm(vec, axis=1), 1.0, atol=1e-5)
+    assert dense.describe()["routing"]["mean_experts"] == 3.0
+
+
+def test_route_show_and_eval_read_the_specialists(routed, cli, data_dir):
+    r = cli("route", "show", str(routed), SWH[0], ENG[0], "--json")
+    assert r.code == 0, r.stderr
+    routes = json.loads(r.stdout)["routes"]
+    assert [x["chosen"] for x in routes] == [["swh_Latn"], ["general"]]
+    r = cli("eval", str(routed), "--task", "sib200", "--languages", "swh_Latn,hin_Deva", "--json")
+    assert r.code == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["model"]["design"] == "specialists" and rep["model"]["routing"]["mean_experts"] <= 1.2
+
+
+def _relabel_teacher(folder, dest):
+    shutil.copytree(folder, dest)
+    config = json.loads((dest / "config.json").read_text())
+    config["edgelm"]["source"]["sha256"] = "0" * 64  # as if converted from other weights
+    (dest / "config.json").write_text(json.dumps(config))
+    return dest
+
+
+def test_bad_input_is_one_line_and_writes_nothing(students, tiny_teacher, cli, tmp_path):
+    out = tmp_path / "out"
+    swh, hin = str(students["swh_Latn"]), str(students["hin_Deva"])
+    other = _relabel_teacher(students["hin_Deva"], tmp_path / "other-teacher")
+    notok = tmp_path / "no-tokenizer"
+    shutil.copytree(students["hin_Deva"], notok)
+    (notok / "tokenizer.json").unlink()
+    before = tree_snapshot(tmp_path)
+    base = ["route", "build", "--general", str(tiny_teacher), "--out", str(out), "--router-steps", "5"]
+    cases = [
+        ([*base, "--expert", f"swh={swh}", "--expert", f"hin_Deva={other}"], "another teacher"),
+        ([*base, "--expert", f"swh={swh}", "--expert", f"swh_Latn={hin}"], "two experts claim swh_Latn"),
+        ([*base, "--expert", f"swh={swh}", "--expert", f"swh={hin}"], "two experts claim swh"),
+        (["route", "build", "--expert", f"swh={swh}", "--out", str(out)], "needs a general expert"),
+        ([*base, "--expert", f"hin_Deva={notok}"], "no tokenizer"),
+        ([*base, "--expert", f"hin_Deva={swh}"], "distilled for eng_Latn, swh_Latn, not hin_Deva"),
+        ([*base, "--expert", f"swh={swh}", "--tau", "1.5"], "tau"),
+        ([*base, "--expert", f"swh={swh}", "--k-max", "3"], "k_max"),
+        ([*base, "--expert", f"swh={swh}", "--heldout", "swh_Latn"], "held out"),
+        ([*base, "--expert", swh], "LANGUAGE=FOLDER"),
+    ]
+    for args, words in cases:
+        assert_user_error(cli(*args), words)
+    assert tree_snapshot(tmp_path) == before and not out.exists()
