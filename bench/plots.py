@@ -7,7 +7,7 @@ holds, and drawn as small PNGs with matplotlib (Agg, no display):
 |---|---|
 | experiments.export | quality vs model size and quality vs latency, with the Pareto front (peers included) |
 | experiments.distill | per-language SIB-200 accuracy, teacher vs student |
-| experiments.sweep | compression intensity vs GG and DSI across variants, with Spearman's ρ |
+| experiments.sweep | compression intensity vs GG across variants, with Spearman's ρ; per-language accuracy, teacher vs the int8 students |
 | experiments.scale | the student's scores as fractions of the teacher, per training text |
 | experiments.serve | latency (p50, p99) and throughput against concurrent clients |
 """
@@ -123,22 +123,29 @@ def plot_export(result: dict, out: Path, stem: str) -> list[Path]:
     return made
 
 
+def _language_bars(langs: list[str], accuracy: dict[str, dict[str, float]], title: str, path: Path) -> Path:
+    """Grouped bars: per language, one bar per model (`accuracy[model][language]`)."""
+    plt, fig, ax = _figure(9, 4)
+    width = 0.8 / len(accuracy)
+    for k, (name, acc) in enumerate(accuracy.items()):
+        ax.bar(np.arange(len(langs)) + (k - (len(accuracy) - 1) / 2) * width, [acc.get(lang, 0) for lang in langs],
+               width, label=name)
+    ax.set_xticks(np.arange(len(langs)), [lang.split("_")[0] for lang in langs], rotation=45, fontsize=8)
+    ax.set_ylabel("SIB-200 accuracy")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    return _save(plt, fig, path)
+
+
 def plot_distill(result: dict, out: Path, stem: str) -> list[Path]:
     reports = result["reports"]
     rows = [n for n in ("teacher", "bistil phase 1", "bistil phase 1+2") if n in reports]
     langs = [s["language"] for s in reports["teacher"]["sib200"]["scores"]]
-    plt, fig, ax = _figure(9, 4)
-    width = 0.8 / len(rows)
-    for k, name in enumerate(rows):
-        acc = {s["language"]: s["accuracy"] for s in reports[name]["sib200"]["scores"]}
-        ax.bar(np.arange(len(langs)) + (k - (len(rows) - 1) / 2) * width, [acc.get(lang, 0) for lang in langs], width,
-               label=name)
-    ax.set_xticks(np.arange(len(langs)), [lang.split("_")[0] for lang in langs], rotation=45, fontsize=8)
-    ax.set_ylabel("SIB-200 accuracy")
     target = result.get("args", {}).get("target", "")
-    ax.set_title(f"Per-language SIB-200 accuracy: the teacher vs the {target} student", fontsize=10)
-    ax.legend(fontsize=7)
-    return [_save(plt, fig, out / f"{stem}-per-language.png")]
+    return [_language_bars(langs, {n: {s["language"]: s["accuracy"] for s in reports[n]["sib200"]["scores"]}
+                                   for n in rows},
+                           f"Per-language SIB-200 accuracy: the teacher vs the {target} student",
+                           out / f"{stem}-per-language.png")]
 
 
 def plot_sweep(result: dict, out: Path, stem: str) -> list[Path]:
@@ -155,7 +162,14 @@ def plot_sweep(result: dict, out: Path, stem: str) -> list[Path]:
     ax.set_xlabel("compression (× smaller than the fp32 teacher, log scale)")
     ax.set_ylabel("GG (relative generalisation gap)")
     ax.set_title(f"Compression vs what it costs elsewhere: Spearman ρ = {rho:.2f}", fontsize=10)
-    return [_save(plt, fig, out / f"{stem}-rho.png")]
+    made = [_save(plt, fig, out / f"{stem}-rho.png")]
+    matrix = result["matrix"]
+    shipped = [n for n in names if variants[n]["bits"] == 8]  # the int8 bundles, as a device runs them
+    rows = [matrix["base"], *shipped]
+    made.append(_language_bars(matrix["domains"], {n: dict(zip(matrix["domains"], matrix["scores"][n])) for n in rows},
+                               "Per-language SIB-200 accuracy: the teacher vs the swh students as int8 bundles",
+                               out / f"{stem}-per-language.png"))
+    return made
 
 
 def plot_scale(result: dict, out: Path, stem: str) -> list[Path]:

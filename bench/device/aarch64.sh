@@ -64,10 +64,14 @@ for b in "$@"; do rm -rf "$work/bundles/$(basename "$b")"; cp -r "$b" "$work/bun
 # SCORE=1: also score the bundles on a SIB-200 slice with the emulated CPU's kernels (scores.json and
 # metrics.json; METRICS_ARGS names the base and targets, e.g. "--base bundles/T --target bundles/S=swh_Latn").
 data_env=()
+rm -f "$work/scores.json" "$work/metrics.json" "$work/unchecked.json"
 if [ "${SCORE:-0}" = 1 ]; then
   rm -rf "$work/data"
   "${PYTHON:-.venv/bin/python}" -m edgelm.benchmarks.subset "$work/data" ${SUBSET_ARGS:-} >/dev/null
-  data_env=(DATA=/opt/edgelm/data "METRICS_ARGS=${METRICS_ARGS:-}")
+  # One interpreter thread: qemu runs each guest thread on the host's cores, and the default (4, as the
+  # emulated /sys says) makes them fight over two.
+  data_env=(DATA=/opt/edgelm/data "METRICS_ARGS=${METRICS_ARGS:-}" "EVAL_ARGS=${EVAL_ARGS:---threads 1}"
+            "UNCHECKED=${UNCHECKED:-0}")
 fi
 # The Pi 4's core (ARMv8.0-A: no dotprod, no i8mm, no SVE). qemu's default "max" CPU advertises all of
 # those; there LiteRT's dynamic-int8 kernels gave min cosine 0.772 against the source model (refused by
@@ -80,5 +84,9 @@ chroot "$ROOT" env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/root LANG=C.UTF-8 
   "${data_env[@]}" \
   bash /opt/edgelm/device_side.sh /opt/edgelm "./$(basename "$wheel")" "${names[@]}"
 cp "$work/bench.json" runs/aarch64/bench.json
-[ "${SCORE:-0}" = 1 ] && cp "$work/scores.json" "$work/metrics.json" runs/aarch64/
+if [ "${SCORE:-0}" = 1 ]; then
+  for f in scores.json metrics.json unchecked.json; do
+    if [ -f "$work/$f" ]; then cp "$work/$f" "runs/aarch64/$cpu-$f"; fi
+  done
+fi
 echo "== done: runs/aarch64/log.txt, runs/aarch64/bench.json"

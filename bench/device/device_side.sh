@@ -9,7 +9,10 @@
 #      BENCH_ARGS adds options to `edgelm bench` (default: 1 and 4 threads, 32/128 tokens, 30 runs);
 #      DATA (a folder under WORKDIR, from `python -m edgelm.benchmarks.subset`) scores every bundle on it
 #      with this device's kernels: scores.json (bundles x languages, for `edgelm metrics`) and
-#      metrics.json (METRICS_ARGS, e.g. "--base bundles/teacher --target bundles/student=swh_Latn").
+#      metrics.json (METRICS_ARGS, e.g. "--base bundles/teacher --target bundles/student=swh_Latn");
+#      EVAL_ARGS adds options to that `edgelm eval` (e.g. "--threads 1" under emulation);
+#      UNCHECKED=1 also scores each TFLite bundle on LiteRT's default (XNNPACK) kernels with the parity
+#      check off (unchecked.json): how far a drift the parity check refuses moves accuracy.
 set -euo pipefail
 work=$1; wheel=$2; shift 2
 [ $# -ge 1 ] || { echo "usage: device_side.sh WORKDIR WHEEL BUNDLE [BUNDLE ...]" >&2; exit 2; }
@@ -29,9 +32,35 @@ r = m.check_parity(); print(f'parity ({m.backend.name}, {len(m.bundle.manifest[\
 done
 if [ -n "${DATA:-}" ]; then
   echo "== quality on this device's kernels: SIB-200 slice in $DATA"
-  venv/bin/edgelm eval "$@" --domains languages --task sib200 --data "$DATA" --out scores.json
   # shellcheck disable=SC2086
-  venv/bin/edgelm metrics scores.json ${METRICS_ARGS:-} --out metrics.json
+  venv/bin/edgelm eval "$@" --domains languages --task sib200 --data "$DATA" --out scores.json ${EVAL_ARGS:-}
+  if [ -n "${METRICS_ARGS:-}" ]; then
+    # shellcheck disable=SC2086
+    venv/bin/edgelm metrics scores.json ${METRICS_ARGS} --out metrics.json
+  fi
+fi
+if [ -n "${DATA:-}" ] && [ "${UNCHECKED:-0}" = 1 ]; then
+  echo "== SIB-200 slice on the XNNPACK kernels, parity check OFF (diagnosis only; edgelm never runs this way)"
+  venv/bin/python - "$DATA" "$@" <<'PY'
+import json, sys
+from pathlib import Path
+from edgelm.evaluation.sib200 import evaluate_sib200
+from edgelm.runtime import Model
+data = Path(sys.argv[1])
+langs = sorted(p.name for p in (data / "sib200").iterdir() if p.is_dir())
+out = {}
+for b in sys.argv[2:]:
+    m = Model.load(b, backend="litert:xnnpack", check_parity=False, threads=1)
+    try:
+        m.check_parity()
+        cos = "passes"
+    except Exception as exc:
+        cos = str(exc)
+    r = evaluate_sib200(m, data, langs)
+    out[b] = {"parity": cos, "accuracy": {s["language"]: s["accuracy"] for s in r["scores"]}}
+    print(b, json.dumps(out[b]), flush=True)
+Path("unchecked.json").write_text(json.dumps(out, indent=1))
+PY
 fi
 echo "== bench"
 # shellcheck disable=SC2086
