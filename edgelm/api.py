@@ -300,6 +300,14 @@ def export(model: PathLike, out: PathLike, *, target: str = "onnx", quantize: st
         if data is not None:
             raise
         root = None  # parity then uses curated sentences
+    from edgelm.routing.format import is_routed, routed_design
+
+    if is_routed(model) and routed_design(model) == "specialists":
+        if layout != "edgelm":
+            raise EdgelmError("routed specialists export as an edgelm bundle (each expert its own graph), not --layout optimum")
+        from edgelm.exporters.specialists import export_specialists
+
+        return export_specialists(Path(model), target, quantize, Path(out), data=root, overwrite=overwrite, buckets=lengths)
     if layout == "optimum":
         from edgelm.exporters.optimum import export_optimum
 

@@ -141,7 +141,7 @@ def export_bundle(model: str, target: str, quantize: str, out: str | Path, *, da
     import torch
 
     from edgelm.checkpoint import check_checkpoint, encode_texts
-    from edgelm.runtime.bundle import Bundle, write_manifest
+    from edgelm.runtime.bundle import Bundle
     from edgelm.runtime.model import make_backend
     from edgelm.teacher.registry import resolve_model
 
@@ -238,13 +238,22 @@ def export_bundle(model: str, target: str, quantize: str, out: str | Path, *, da
         parity = {"texts": texts, "outputs": outputs, "thresholds": thresholds, "export_check": report,
                   **({"chosen": chosen.tolist(), "expert_outputs": expert_outputs} if chosen is not None else {})}
         write_bundle_card(tmp, path, out.name, config, export_meta, report, model_bytes)
-        manifest = write_manifest(tmp, export=export_meta, sizes={"file_bytes": model_bytes, **sizes}, parity=parity)
-        done = subprocess.run([sys.executable, "-c", _VERIFY, str(tmp)], capture_output=True, text=True)
-        if done.returncode != 0:
-            raise EdgelmError(f"the device runtime refused the new bundle: {done.stderr.strip().splitlines()[-1][:300]}")
-        manifest["device_check"] = json.loads(done.stdout.strip().splitlines()[-1])
+        manifest = seal_bundle(tmp, export=export_meta, sizes={"file_bytes": model_bytes, **sizes}, parity=parity)
     shutil.rmtree(out / "__pycache__", ignore_errors=True)
     manifest["path"] = str(out)
+    return manifest
+
+
+def seal_bundle(folder: Path, *, export: dict, sizes: dict, parity: dict, nested: list[str] = ()) -> dict:
+    """Write the manifest, then open the bundle as a device would, in a fresh process (sha256, parity
+    replay, no torch); return the manifest with that check's report as `device_check`."""
+    from edgelm.runtime.bundle import write_manifest
+
+    manifest = write_manifest(folder, export=export, sizes=sizes, parity=parity, nested=nested)
+    done = subprocess.run([sys.executable, "-c", _VERIFY, str(folder)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise EdgelmError(f"the device runtime refused the new bundle: {done.stderr.strip().splitlines()[-1][:300]}")
+    manifest["device_check"] = json.loads(done.stdout.strip().splitlines()[-1])
     return manifest
 
 

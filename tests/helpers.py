@@ -24,3 +24,13 @@ def tree_snapshot(path: Path) -> dict[str, int]:
         return {}
     return {str(p.relative_to(path)): p.stat().st_size for p in sorted(path.rglob("*"))}
 
+
+
+def run_edgelm(*args: str) -> None:
+    """Run the CLI in-process for a fixture; it must succeed."""
+    from edgelm.cli import main
+
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        assert exc.code in (0, None), f"edgelm {' '.join(args)} exited {exc.code}"

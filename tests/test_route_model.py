@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers import assert_user_error, tree_snapshot
+from helpers import assert_user_error, run_edgelm as edgelm, tree_snapshot
 
 from edgelm.errors import EdgelmError
 
@@ -20,16 +20,6 @@ DISTILL = ["--phase", "general", "--steps", "4", "--layers", "2", "--batch-size"
 ROUTE = ["--steps", "12", "--router-steps", "40", "--batch-size", "8"]
 TEXTS = ["Habari ya asubuhi, rafiki yangu.", "नमस्ते, आप कैसे हैं?", "Good morning, my friend.",
          "Watoto wanacheza mpira uwanjani.", "मौसम आज बहुत अच्छा है।", "The train leaves at noon."]
-
-
-def edgelm(*args: str) -> None:
-    """Run the CLI in-process for a fixture; it must succeed."""
-    from edgelm.cli import main
-
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        assert exc.code in (0, None), f"edgelm {' '.join(args)} exited {exc.code}"
 
 
 @pytest.fixture(scope="module")

@@ -8,21 +8,12 @@ import shutil
 
 import numpy as np
 import pytest
-from helpers import assert_user_error, tree_snapshot
+from helpers import assert_user_error, run_edgelm as edgelm, tree_snapshot
 
 DISTILL = ["--phase", "general", "--steps", "4", "--layers", "2", "--batch-size", "8"]
 SWH = ["Watoto wanacheza mpira uwanjani.", "Serikali imetangaza bajeti mpya ya elimu."]
 HIN = ["मौसम आज बहुत अच्छा है।", "सरकार ने शिक्षा के लिए नया बजट घोषित किया।"]
 ENG = ["The train leaves at noon.", "The government announced a new education budget."]
-
-
-def edgelm(*args: str) -> None:
-    from edgelm.cli import main
-
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        assert exc.code in (0, None), f"edgelm {' '.join(args)} exited {exc.code}"
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +110,46 @@ def test_bad_input_is_one_line_and_writes_nothing(students, tiny_teacher, cli, t
     for args, words in cases:
         assert_user_error(cli(*args), words)
     assert tree_snapshot(tmp_path) == before and not out.exists()
+
+
+@pytest.fixture(scope="module")
+def bundle(routed, tmp_path_factory, data_dir):
+    import edgelm
+
+    out = tmp_path_factory.mktemp("specialists-bundle") / "b"
+    written = edgelm.export(routed, out, target="onnx", quantize="int8", data=data_dir)
+    assert written["device_check"]["torch_imported"] is False and written["device_check"]["routing_agreement"] == 1.0
+    return out
+
+
+def test_the_bundle_runs_only_the_chosen_experts_without_torch(bundle, routed):
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert {"config.json", "router.safetensors", "experts/swh_Latn/manifest.json"} <= set(manifest["files"])
+    assert manifest["parity"]["export_check"]["routing_agreement"] == 1.0
+    assert set(manifest["sizes"]["file_bytes_by_expert"]) == {"general", "swh_Latn", "hin_Deva"}
+    code = ("import json, sys; from edgelm.runtime import Model; m = Model.load(sys.argv[1]); "
+            "v = m.embed(json.loads(sys.argv[2])); print(json.dumps({'v': v.tolist(), "
+            "'runs': m.describe()['routing']['sentences_per_expert'], 'torch': 'torch' in sys.modules}))")
+    import subprocess
+    import sys
+
+    texts = SWH + HIN + ENG
+    done = subprocess.run([sys.executable, "-c", code, str(bundle), json.dumps(texts)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    assert got["torch"] is False and got["runs"] == {"general": 2, "swh_Latn": 2, "hin_Deva": 2}
+    import edgelm
+
+    want = edgelm.load(routed).embed(texts)
+    assert (np.sum(np.array(got["v"]) * want, axis=1) > 0.98).all()
+
+
+def test_a_tampered_expert_inside_the_bundle_is_refused(bundle, tmp_path, cli):
+    copy = tmp_path / "b"
+    shutil.copytree(bundle, copy)
+    onnx = next((copy / "experts" / "hin_Deva").glob("*.onnx"))
+    onnx.write_bytes(onnx.read_bytes()[:-8] + b"\0" * 8)
+    assert_user_error(cli("run", str(copy), "Habari"), "sha256")
+    sub = copy / "experts" / "swh_Latn" / "manifest.json"
+    sub.write_text(sub.read_text().replace('"bundle_format": 1', '"bundle_format":1'))
+    assert_user_error(cli("run", str(copy), "Habari"), "experts/swh_Latn/manifest.json")

@@ -180,9 +180,12 @@ class Specialists:
         from edgelm.tensorfile import read_tensors
 
         path = Path(path)
-        meta = json.loads((path / ROUTED_FILE).read_text(encoding="utf-8"))
-        if meta.get("format") != SPECIALISTS_FORMAT:
-            raise EdgelmError(f"{path} is routed-model format {meta.get('format')!r}; this reader takes {SPECIALISTS_FORMAT}")
+        try:
+            meta = json.loads((path / ROUTED_FILE).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            raise EdgelmError(f"{path / ROUTED_FILE} is missing or corrupt (not JSON)") from None
+        if not isinstance(meta, dict) or meta.get("format") != SPECIALISTS_FORMAT:
+            raise EdgelmError(f"{path} is routed-model format {meta.get('format') if isinstance(meta, dict) else '?'!r}; this reader takes {SPECIALISTS_FORMAT}")
         names = meta["experts"]
         folders = {n: path / "experts" / safe_name(n) for n in names}
         check_experts({n: f for n, f in folders.items() if n != GENERAL}, folders[GENERAL])

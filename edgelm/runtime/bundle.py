@@ -27,10 +27,12 @@ def is_bundle(path: str | Path) -> bool:
     return (Path(str(path)) / MANIFEST).is_file()
 
 
-def write_manifest(folder: Path, *, export: dict, sizes: dict, parity: dict) -> dict:
-    """Hash every file in `folder` and write its manifest.json; return the manifest."""
+def write_manifest(folder: Path, *, export: dict, sizes: dict, parity: dict, nested: list[str] = ()) -> dict:
+    """Hash every file in `folder` and write its manifest.json; return the manifest. `nested`: paths of inner
+    bundles' manifests (a specialists bundle's experts), hashed too, so one check chains to every file."""
     files = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in sorted(folder.iterdir())
-             if p.name != MANIFEST}
+             if p.name != MANIFEST and p.is_file()}
+    files |= {name: {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size} for name in nested}
     manifest = {"kind": "bundle", "bundle_format": BUNDLE_FORMAT, "edgelm_version": __version__,
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "export": export, "files": files, "sizes": sizes, "parity": parity}

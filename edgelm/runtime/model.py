@@ -117,6 +117,14 @@ class Model:
         from tokenizers import Tokenizer
 
         bundle = Bundle.open(path)
+        if "specialists" in bundle.config:  # whole experts, each its own bundle: not one graph and tokenizer
+            from edgelm.runtime.specialists import SpecialistsModel
+
+            if cls not in (Model, EmbeddingModel):
+                raise EdgelmError(f"{bundle.path} is an embedding bundle, not a {cls.task} one")
+            return SpecialistsModel.open(
+                bundle, lambda folder: Model.load(folder, backend=backend, threads=threads, check_parity=check_parity),
+                check_parity=check_parity, routing=routing)
         if bundle.target not in RUNS:
             raise EdgelmError(f"{bundle.path} is a {bundle.target!r} bundle, which this edgelm cannot run")
         kind = _BY_TASK.get(bundle.config.get("task"))
