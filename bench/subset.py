@@ -4,7 +4,7 @@ would take too long:
     python -m edgelm.benchmarks.subset OUT [--languages eng_Latn,swh_Latn,hin_Deva,fra_Latn]
         [--train 200] [--dev 40] [--test 60] [--data DIR]
 
-OUT/sib200/ gets labels.txt and, per language, the first N rows of each split (train and dev of the
+OUT/sib200/ gets labels.txt and, per language, N rows evenly spaced through each split (train and dev of the
 source language only: the probe is trained on it), plus a README naming the source and its licence.
 """
 
@@ -15,6 +15,14 @@ import sys
 from pathlib import Path
 
 SOURCE = "eng_Latn"
+
+
+def spread(rows: list[str], n: int) -> list[str]:
+    """`n` rows evenly spaced through `rows`, in order. SIB-200's files are sorted by topic, so the first `n`
+    rows would all be one topic; the same positions in every language keep the test rows parallel."""
+    if n >= len(rows):
+        return rows
+    return [rows[i * len(rows) // n] for i in range(n)]
 
 
 def write_subset(root: Path, out: Path, languages: list[str], sizes: dict[str, int]) -> Path:
@@ -33,9 +41,8 @@ def write_subset(root: Path, out: Path, languages: list[str], sizes: dict[str, i
             src = root / "sib200" / code / f"{split}.tsv"
             if not src.is_file():
                 continue
-            with open(src, encoding="utf-8") as fh:
-                lines = [next(fh)] + [line for _, line in zip(range(n), fh)]
-            (dest / code / f"{split}.tsv").write_text("".join(lines), encoding="utf-8")
+            header, *rows = src.read_text(encoding="utf-8").splitlines(keepends=True)
+            (dest / code / f"{split}.tsv").write_text(header + "".join(spread(rows, n)), encoding="utf-8")
     (out / "README.md").write_text(
         f"A slice of SIB-200 (CC BY-SA 4.0; see the data folder's README) made by edgelm.benchmarks.subset from "
         f"{root}: {', '.join(f'{k} {v}' for k, v in sizes.items())} rows per split.\n", encoding="utf-8")
