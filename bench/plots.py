@@ -179,7 +179,7 @@ def plot_scale(result: dict, out: Path, stem: str) -> list[Path]:
         t = q["teacher"]
         rows = [n for n in q if n != "teacher"]
         keys = [("sib200_swh", "SIB-200 swh"), ("tatoeba_swh", "Tatoeba swh"), ("ntrex_swh", "NTREX swh")]
-        plt, fig, ax = _figure(8, 4)
+        plt, fig, ax = _figure(8, 5.5)
         width = 0.8 / len(rows)
         for k, name in enumerate(rows):
             ax.bar(np.arange(len(keys)) + (k - (len(rows) - 1) / 2) * width, [q[name][key] / t[key] for key, _ in keys],
@@ -189,7 +189,7 @@ def plot_scale(result: dict, out: Path, stem: str) -> list[Path]:
         ax.set_xticks(np.arange(len(keys)), [label for _, label in keys])
         ax.set_ylabel("fraction of the teacher's score")
         ax.set_title("The 4-layer eng→swh student vs its training text", fontsize=10)
-        ax.legend(fontsize=7, loc="lower left")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2)  # below: the bars fill the axes
         made.append(_save(plt, fig, out / f"{stem}-quality.png"))
     return made
 
