@@ -27,9 +27,10 @@ from edgelm.atomic import atomic_dir, atomic_write_text
 from edgelm.checkpoint import check_checkpoint, read_config
 from edgelm.errors import EdgelmError
 from edgelm.kernels.charngrams import CharRouterWeights, NgramSpec
-from edgelm.kernels.routing import RouterWeights, check_options, mix
+from edgelm.kernels.routing import check_options, mix
 from edgelm.routing.config import GENERAL
 from edgelm.routing.format import ROUTED_FILE, SPECIALISTS_FORMAT, is_routed, safe_name
+from edgelm.runtime.specialists import read_router, route_as
 
 # Languages kept out of router training by default: they show where text the router never saw goes.
 HELDOUT = ("ind_Latn", "tur_Latn", "vie_Latn", "jpn_Jpan")
@@ -146,8 +147,7 @@ def build_specialists(experts: dict[str, Path], general: Path | None, out: Path,
             "router": {"steps": router_steps, "trained_on": seen, "heldout": list(heldout),
                        "first_loss": round(float(np.mean(losses[:20])), 4), "last_loss": round(float(np.mean(losses[-20:])), 4),
                        "test": score_router(weights, data_root, names, tau, k_max)},
-            "wall_seconds": None}
-    meta["wall_seconds"] = round(time.perf_counter() - started, 1)
+            "wall_seconds": round(time.perf_counter() - started, 1)}
     with atomic_dir(out, replace=overwrite) as tmp:
         (tmp / "experts").mkdir()
         for name, folder in folders.items():
@@ -177,7 +177,6 @@ class Specialists:
     @classmethod
     def load(cls, path: str | Path) -> Specialists:
         from edgelm.encoder import Encoder
-        from edgelm.tensorfile import read_tensors
 
         path = Path(path)
         try:
@@ -189,13 +188,7 @@ class Specialists:
         names = meta["experts"]
         folders = {n: path / "experts" / safe_name(n) for n in names}
         check_experts({n: f for n, f in folders.items() if n != GENERAL}, folders[GENERAL])
-        info, state = read_tensors(path / "router.safetensors", "the router", framework="np")
-        if json.loads(info.get("experts", "[]")) != names:
-            raise EdgelmError(f"the router in {path} was trained for other experts than routed.json names")
-        spec = NgramSpec.from_dict(json.loads(info["ngrams"]))
-        weights = CharRouterWeights(spec, state["table.weight"], RouterWeights(
-            state["scar.query.weight"], state["scar.query.bias"], state["scar.prototypes"], float(info["temperature"])))
-        return cls(path, meta, [Encoder.load(folders[n]) for n in names], weights)
+        return cls(path, meta, [Encoder.load(folders[n]) for n in names], read_router(path / "router.safetensors", names))
 
     def choose(self, texts: list[str], routing: str = "learned", *, language: str | None = None,
                tau: float | None = None, k_max: int | None = None) -> dict[str, np.ndarray]:
@@ -204,22 +197,13 @@ class Specialists:
         tau = self.meta["tau"] if tau is None else tau
         k_max = self.meta["k_max"] if k_max is None else k_max
         out = self.router.route(texts, tau, k_max)
-        n, names = len(texts), self.names
-        if routing == "learned":
-            return out
-        if routing == "dense":
-            return {**out, "chosen": np.ones((n, len(names)), bool), "mixing": out["weights"]}
-        if routing == "oracle":
+        if routing == "oracle":  # the true language's expert; languages without one: the general expert
             if language is None:
                 raise EdgelmError("oracle routing needs each text's language; this evaluation does not give it")
-            index = names.index(language) if language in names else 0
-        elif routing in names:
-            index = names.index(routing)
-        else:
-            raise EdgelmError(f"unknown routing {routing!r}; use learned, oracle, dense or an expert: {', '.join(names)}")
-        chosen = np.zeros((n, len(names)), bool)
-        chosen[:, index] = True
-        return {**out, "chosen": chosen, "mixing": chosen.astype(np.float32)}
+            routing = language if language in self.names else GENERAL
+        elif routing not in ("learned", "dense") and routing not in self.names:
+            raise EdgelmError(f"unknown routing {routing!r}; use learned, oracle, dense or an expert: {', '.join(self.names)}")
+        return route_as(out, routing, self.names)
 
     def embed(self, texts: list[str], routing: str = "learned", *, language: str | None = None,
               batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:

@@ -39,6 +39,18 @@ def read_router(path: Path, names: list[str]) -> CharRouterWeights:
         raise EdgelmError(f"the router {path} lacks {exc.args[0]}") from None
 
 
+def route_as(out: dict[str, np.ndarray], routing: str, names: list[str]) -> dict[str, np.ndarray]:
+    """The router's choice `out` under a routing: learned (as is), dense (every expert, by the router's
+    weights) or one expert by name (that expert alone, weight 1)."""
+    if routing == "learned":
+        return out
+    if routing == "dense":
+        return {**out, "chosen": np.ones_like(out["chosen"]), "mixing": out["weights"]}
+    chosen = np.zeros_like(out["chosen"])
+    chosen[:, names.index(routing)] = True
+    return {**out, "chosen": chosen, "mixing": chosen.astype(np.float32)}
+
+
 class SpecialistsModel:
     """A verified specialists bundle: `embed` routes, then runs only the chosen experts."""
 
@@ -80,13 +92,7 @@ class SpecialistsModel:
 
     def choose(self, texts: list[str], *, tau: float | None = None, k_max: int | None = None) -> dict[str, np.ndarray]:
         out = self.router.route(texts, self.tau if tau is None else tau, self.k_max if k_max is None else k_max)
-        if self.routing == "dense":
-            return {**out, "chosen": np.ones_like(out["chosen"]), "mixing": out["weights"]}
-        if self.routing != "learned":
-            chosen = np.zeros_like(out["chosen"])
-            chosen[:, self.names.index(self.routing)] = True
-            return {**out, "chosen": chosen, "mixing": chosen.astype(np.float32)}
-        return out
+        return route_as(out, self.routing, self.names)
 
     def embed(self, texts: list[str], *, batch_size: int = 32, progress: str | None = None,
               language: str | None = None, topic: str | None = None) -> np.ndarray:
