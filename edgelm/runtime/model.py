@@ -217,6 +217,15 @@ class Model:
         return self.padded([e.ids if len(e.ids) <= self.max_length else e.ids[: self.max_length - 1] + e.ids[-1:]
                             for e in encs])
 
+    def count_tokens(self, texts: list[str]) -> int:
+        """Tokens the bundle's tokenizer makes of `texts` (a server's usage figure)."""
+        return sum(len(e.ids) for e in self.tokenizer.encode_batch(list(texts)))
+
+    @property
+    def dimension(self) -> int | None:
+        """The width of the model's hidden states (an embedding bundle's vector size)."""
+        return (self.bundle.config.get("architecture") or {}).get("hidden")
+
     def padded(self, rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
         """Token id rows (int64) with their mask, padded to the longest row, or to its bucket."""
         width = max(len(r) for r in rows)

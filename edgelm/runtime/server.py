@@ -155,7 +155,6 @@ def make_app(model, limits: Limits | None = None, *, api_key: str | None = None,
     limits.check()
     task = model.task
     name = name or model.path.name
-    tokenizer = model.tokenizer
     batcher = Batcher(_runner(model), limits)
 
     def error(status: int, message: str, param: str | None = None, kind: str = "invalid_request_error"):
@@ -185,7 +184,7 @@ def make_app(model, limits: Limits | None = None, *, api_key: str | None = None,
         return data
 
     def usage(texts: list[str]) -> dict:
-        tokens = sum(len(e.ids) for e in tokenizer.encode_batch(texts))
+        tokens = model.count_tokens(texts)
         return {"prompt_tokens": tokens, "total_tokens": tokens}
 
     async def embeddings(request: Request):
@@ -205,7 +204,7 @@ def make_app(model, limits: Limits | None = None, *, api_key: str | None = None,
                              "usage": usage(texts)})
 
     def model_dim() -> int | None:
-        return (model.bundle.config.get("architecture") or {}).get("hidden")
+        return model.dimension
 
     async def labelled(request: Request):  # /v1/classify and /v1/tag: a result per text
         body = await read_json(request)
@@ -217,7 +216,7 @@ def make_app(model, limits: Limits | None = None, *, api_key: str | None = None,
 
     async def health(request: Request):
         return JSONResponse({"status": "ok", "model": name, "task": task, "endpoint": ENDPOINTS[task],
-                             "backend": model.backend.name, "waiting_texts": batcher.pending,
+                             "backend": backend_name(model), "waiting_texts": batcher.pending,
                              "model_calls": batcher.calls})
 
     async def models(request: Request):
@@ -254,6 +253,13 @@ def make_app(model, limits: Limits | None = None, *, api_key: str | None = None,
                                         Exception: on_any_error})
     app.state.batcher = batcher
     return app
+
+
+def backend_name(model) -> str:
+    """What runs the model: the bundle's runtime, or for whole specialists, each expert's."""
+    if hasattr(model, "backend"):
+        return model.backend.name
+    return "specialists: " + ", ".join(sorted({e.backend.name for e in model.experts}))
 
 
 def _runner(model) -> Callable[[list[str]], list]:

@@ -109,6 +109,16 @@ class SpecialistsModel:
         self.sentences += len(texts)
         return vectors.astype(np.float32)
 
+    def count_tokens(self, texts: list[str]) -> int:
+        """Tokens the chosen experts' tokenizers make of `texts` (each text counted by every expert it runs)."""
+        chosen = self.choose(list(texts))["chosen"]
+        return sum(self.experts[e].count_tokens([texts[i] for i in np.flatnonzero(chosen[:, e])])
+                   for e in range(len(self.names)) if chosen[:, e].any())
+
+    @property
+    def dimension(self) -> int | None:
+        return self.experts[0].dimension
+
     def check_parity(self) -> dict:
         """Replay the bundle's parity record: the same vectors, and the same experts chosen."""
         record = self.bundle.manifest["parity"]
