@@ -10,6 +10,7 @@ holds, and drawn as small PNGs with matplotlib (Agg, no display):
 | experiments.sweep | compression intensity vs GG across variants, with Spearman's ρ; per-language accuracy, teacher vs the int8 students |
 | experiments.scale | the student's scores as fractions of the teacher, per training text |
 | experiments.serve | latency (p50, p99) and throughput against concurrent clients |
+| experiments.route | per-language SIB-200 accuracy: the base, each specialist alone and SCAR learned |
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 
 from edgelm.errors import EdgelmError
 
-KINDS = ("export", "distill", "sweep", "scale", "serve")
+KINDS = ("export", "distill", "sweep", "scale", "serve", "route")
 
 
 def kind_of(result: dict) -> str | None:
@@ -123,9 +124,10 @@ def plot_export(result: dict, out: Path, stem: str) -> list[Path]:
     return made
 
 
-def _language_bars(langs: list[str], accuracy: dict[str, dict[str, float]], title: str, path: Path) -> Path:
+def _language_bars(langs: list[str], accuracy: dict[str, dict[str, float]], title: str, path: Path,
+                   legend_below: bool = False) -> Path:
     """Grouped bars: per language, one bar per model (`accuracy[model][language]`)."""
-    plt, fig, ax = _figure(9, 4)
+    plt, fig, ax = _figure(9, 4.6 if legend_below else 4)
     width = 0.8 / len(accuracy)
     for k, (name, acc) in enumerate(accuracy.items()):
         ax.bar(np.arange(len(langs)) + (k - (len(accuracy) - 1) / 2) * width, [acc.get(lang, 0) for lang in langs],
@@ -133,7 +135,10 @@ def _language_bars(langs: list[str], accuracy: dict[str, dict[str, float]], titl
     ax.set_xticks(np.arange(len(langs)), [lang.split("_")[0] for lang in langs], rotation=45, fontsize=8)
     ax.set_ylabel("SIB-200 accuracy")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7)
+    if legend_below:  # many bars per language: keep the legend off them
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=len(accuracy))
+    else:
+        ax.legend(fontsize=7)
     return _save(plt, fig, path)
 
 
@@ -170,6 +175,17 @@ def plot_sweep(result: dict, out: Path, stem: str) -> list[Path]:
                                "Per-language SIB-200 accuracy: the teacher vs the swh students as int8 bundles",
                                out / f"{stem}-per-language.png"))
     return made
+
+
+def plot_route(result: dict, out: Path, stem: str) -> list[Path]:
+    """Where each specialist is strong and where it falls, and what routing keeps (languages or topics)."""
+    task = "sib200" if "sib200" in result["matrices"] else next(iter(result["matrices"]))
+    matrix = result["matrices"][task]
+    rows = [matrix["base"], *matrix["targets"], "SCAR learned"]
+    what = "whole specialists" if result.get("sizes_mb") else "experts over one body"
+    return [_language_bars(matrix["domains"], {n: dict(zip(matrix["domains"], matrix["scores"][n])) for n in rows},
+                           (f"SCAR over {what}: per-language SIB-200 accuracy" if task == "sib200" else f"SCAR over {what}: per-topic {task} scores"),
+                           out / f"{stem}-per-domain.png", legend_below=True)]
 
 
 def plot_scale(result: dict, out: Path, stem: str) -> list[Path]:
