@@ -102,7 +102,7 @@ def test_two_ranks_train_with_attention_terms_alone(tmp_path):
 
 
 def test_a_killed_rank_fails_in_one_line_and_resumes_in_one_process(cli, teacher_dir, tmp_path):
-    args = [*BASE, "--steps", "40", "--batch-size", "4", "--checkpoint-every", "5"]
+    args = [*BASE, "--steps", "24", "--batch-size", "4", "--checkpoint-every", "5"]
     run = tmp_path / "ddp"
     proc = _torchrun([*args, "--out", str(run)])
     state = run / "checkpoints" / "general" / "state.json"

@@ -139,7 +139,7 @@ def test_cli_on_json_and_tsv(cli, tmp_path):
 
 def test_eval_domains_builds_matrices_metrics_reads(cli, tiny_teacher, teacher_dir, tmp_path):
     """Languages and SIB-200 topics as domains, from real models on real data, straight into metrics."""
-    langs = "eng_Latn,swh_Latn,hin_Deva"
+    langs = "eng_Latn,swh_Latn"
     out = tmp_path / "langs.json"
     res = cli("eval", str(teacher_dir), str(tiny_teacher), "--domains", "languages", "--languages", langs,
               "--json", "--out", str(out))
@@ -171,7 +171,7 @@ def test_eval_user_domains_from_a_tsv_or_folders(cli, teacher_dir, tiny_teacher,
     from edgelm.data import load_sib200
 
     rows = [(r.text, r.label, lang, split) for lang in ("swh_Latn", "hin_Deva") for split in ("train", "test")
-            for r in load_sib200(data_dir, lang, split)[::4 if split == "train" else 2]]  # the splits are sorted by topic
+            for r in load_sib200(data_dir, lang, split)[::6 if split == "train" else 3]]  # the splits are sorted by topic
     tsv = tmp_path / "mine.tsv"
     with open(tsv, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar="\\")

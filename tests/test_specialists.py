@@ -107,14 +107,15 @@ def test_pairs_split_across_experts_with_different_vocabularies_stay_in_the_teac
     vocab = {n: json.loads((teacher_routed / "experts" / n / "config.json").read_text())["vocab_size"]
              for n in ("general", "swh_Latn", "hin_Deva")}
     assert len(set(vocab.values())) == 3 and vocab["general"] == teacher.model.config.vocab_size
-    eng = [r.text for r in load_sib200(data_dir, "eng_Latn", "test")[:60]]
+    eng = [r.text for r in load_sib200(data_dir, "eng_Latn", "test")[:40]]
+    eng_alone = teacher.embed(eng)
     for lang in ("swh_Latn", "hin_Deva"):
         model = edgelm.load(teacher_routed)
-        text = [r.text for r in load_sib200(data_dir, lang, "test")[:60]]
+        text = [r.text for r in load_sib200(data_dir, lang, "test")[:40]]
         routed = _retrieval(model.embed(text), model.embed(eng))
         assert model.describe()["routing"]["sentences_per_expert"] == {
-            "general": 60, "swh_Latn": 60 * (lang == "swh_Latn"), "hin_Deva": 60 * (lang == "hin_Deva")}
-        alone = _retrieval(teacher.embed(text), teacher.embed(eng))
+            "general": 40, "swh_Latn": 40 * (lang == "swh_Latn"), "hin_Deva": 40 * (lang == "hin_Deva")}
+        alone = _retrieval(teacher.embed(text), eng_alone)
         assert routed >= alone - 0.05 and routed > 0.8, (lang, routed, alone)
 
 
