@@ -220,10 +220,7 @@ def export_bundle(model: str, target: str, quantize: str, out: str | Path, *, da
         if chosen is not None:
             report["routing_agreement"] = routing_agreement(backend.last_chosen, chosen)
         del backend
-        thresholds = THRESHOLDS[quantize]
-        misses = parity_failures(report, thresholds)
-        if misses:
-            raise EdgelmError(f"the {target}/{quantize} export misses its parity thresholds: {'; '.join(misses)}")
+        thresholds = require_parity(report, target, quantize, "export")
         if routed is not None:
             sizes["file_bytes_by_part"] = {name: (tmp / f).stat().st_size
                                            for name, f in (config["routed"].get("files") or {}).items()}
@@ -242,6 +239,15 @@ def export_bundle(model: str, target: str, quantize: str, out: str | Path, *, da
     shutil.rmtree(out / "__pycache__", ignore_errors=True)
     manifest["path"] = str(out)
     return manifest
+
+
+def require_parity(report: dict, target: str, quantize: str, what: str) -> dict:
+    """Refuse an export whose parity `report` misses the thresholds of `quantize`; returns those thresholds."""
+    thresholds = THRESHOLDS[quantize]
+    misses = parity_failures(report, thresholds)
+    if misses:
+        raise EdgelmError(f"the {target}/{quantize} {what} misses its parity thresholds: {'; '.join(misses)}")
+    return thresholds
 
 
 def seal_bundle(folder: Path, *, export: dict, sizes: dict, parity: dict, nested: list[str] = ()) -> dict:

@@ -19,11 +19,12 @@ from edgelm.routing.format import safe_name
 def export_specialists(path: Path, target: str, quantize: str, out: Path, *, data: Path | None = None,
                        overwrite: bool = False, buckets: tuple[int, ...] | None = None) -> dict:
     """Export the specialists folder at `path` to a bundle at `out` (atomically); return its manifest."""
-    from edgelm.exporters.bundle import RUNS_FIRST, THRESHOLDS, check_options, export_bundle, parity_texts, seal_bundle
+    from edgelm.exporters.bundle import (RUNS_FIRST, check_options, export_bundle, parity_texts, require_parity,
+                                         seal_bundle)
     from edgelm.routing.config import GENERAL
     from edgelm.routing.specialists import Specialists
     from edgelm.runtime.bundle import Bundle
-    from edgelm.runtime.parity import compare_outputs, parity_failures, routing_agreement
+    from edgelm.runtime.parity import compare_outputs, routing_agreement
     from edgelm.runtime.specialists import SpecialistsModel, read_router
 
     check_options(target, quantize)
@@ -56,10 +57,7 @@ def export_specialists(path: Path, target: str, quantize: str, out: Path, *, dat
         report = compare_outputs("embedding", got, reference)
         report["routing_agreement"] = routing_agreement(device.last_chosen, chosen)
         del device
-        thresholds = THRESHOLDS[quantize]
-        misses = parity_failures(report, thresholds)
-        if misses:
-            raise EdgelmError(f"the {target}/{quantize} specialists export misses its parity thresholds: {'; '.join(misses)}")
+        thresholds = require_parity(report, target, quantize, "specialists export")
         by_expert = {n: sum(f["bytes"] for f in parts[n]["files"].values()) for n in names}
         export_meta = {"target": target, "quantize": quantize, "source": str(path), "runtime": RUNS_FIRST[target],
                        "design": "specialists", **({"buckets": list(buckets)} if buckets else {})}

@@ -31,7 +31,7 @@ def serve_command(
     """Serve a bundle over HTTP on the torch-free runtime: POST /v1/embeddings (OpenAI's shape), /v1/classify
     or /v1/tag by the bundle's task, GET /health."""
     try:
-        from edgelm.runtime.server import Limits, backend_name, bind, serve
+        from edgelm.runtime.server import Limits, bind, serve
     except ImportError as exc:
         raise EdgelmError(f"edgelm serve needs the server extra ({exc.name} is missing): "
                           "pip install 'edgelm[serve]'") from None
@@ -48,6 +48,6 @@ def serve_command(
     sock = bind(host, port)
     bound = sock.getsockname()[1]
     path = {"embedding": "embeddings", "classification": "classify", "tagging": "tag"}[model.task]
-    err.print(f"serving {model.task} bundle {bundle} ({backend_name(model)}) on http://{host}:{bound} — "
+    err.print(f"serving {model.task} bundle {bundle} ({model.backend_name}) on http://{host}:{bound} — "
               f"POST /v1/{path}, GET /health; Ctrl-C stops", soft_wrap=True)
     serve(model, sock, limits=limits, api_key=api_key or None, log_level=os.environ.get("EDGELM_SERVE_LOG", "warning"))

@@ -222,6 +222,11 @@ class Model:
         return sum(len(e.ids) for e in self.tokenizer.encode_batch(list(texts)))
 
     @property
+    def backend_name(self) -> str:
+        """What runs the graph (onnxruntime, litert, …)."""
+        return self.backend.name
+
+    @property
     def dimension(self) -> int | None:
         """The width of the model's hidden states (an embedding bundle's vector size)."""
         return (self.bundle.config.get("architecture") or {}).get("hidden")

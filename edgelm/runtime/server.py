@@ -216,7 +216,7 @@ def make_app(model, limits: Limits | None = None, *, api_key: str | None = None,
 
     async def health(request: Request):
         return JSONResponse({"status": "ok", "model": name, "task": task, "endpoint": ENDPOINTS[task],
-                             "backend": backend_name(model), "waiting_texts": batcher.pending,
+                             "backend": model.backend_name, "waiting_texts": batcher.pending,
                              "model_calls": batcher.calls})
 
     async def models(request: Request):
@@ -253,13 +253,6 @@ def make_app(model, limits: Limits | None = None, *, api_key: str | None = None,
                                         Exception: on_any_error})
     app.state.batcher = batcher
     return app
-
-
-def backend_name(model) -> str:
-    """What runs the model: the bundle's runtime, or for whole specialists, each expert's."""
-    if hasattr(model, "backend"):
-        return model.backend.name
-    return "specialists: " + ", ".join(sorted({e.backend.name for e in model.experts}))
 
 
 def _runner(model) -> Callable[[list[str]], list]:

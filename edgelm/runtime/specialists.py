@@ -119,6 +119,10 @@ class SpecialistsModel:
     def dimension(self) -> int | None:
         return self.experts[0].dimension
 
+    @property
+    def backend_name(self) -> str:
+        return "specialists: " + ", ".join(sorted({e.backend_name for e in self.experts}))
+
     def check_parity(self) -> dict:
         """Replay the bundle's parity record: the same vectors, and the same experts chosen."""
         record = self.bundle.manifest["parity"]
