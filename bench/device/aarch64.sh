@@ -89,4 +89,5 @@ if [ "${SCORE:-0}" = 1 ]; then
     if [ -f "$work/$f" ]; then cp "$work/$f" "runs/aarch64/$cpu-$f"; fi
   done
 fi
+"${PYTHON:-.venv/bin/python}" bench/device/collect.py "$cpu"  # -> bench/results/aarch64-$cpu.json
 echo "== done: runs/aarch64/log.txt, runs/aarch64/bench.json"
