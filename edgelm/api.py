@@ -209,15 +209,18 @@ def route(student: PathLike, domains: str | Sequence[str], *, out: PathLike, sou
 
 def build_routed(experts: Mapping[str, PathLike], *, general: PathLike | None, out: PathLike,
                  data: PathLike | None = None, heldout: str | Sequence[str] | None = None, tau: float = 0.9,
-                 k_max: int = 1, router_steps: int = 1500, seed: int = 0, overwrite: bool = False) -> dict:
+                 k_max: int = 1, router_steps: int = 1500,
+                 corpus: Mapping[str, PathLike | Sequence[PathLike]] | None = None,
+                 corpus_lines: int | None = None, seed: int = 0, overwrite: bool = False) -> dict:
     """Route over whole specialists: `experts` maps a language to a model folder mastering it (a bilingual
     student, each with its own vocabulary), `general` a model for everything else (a multi-target student or
     the teacher). A character-n-gram SCAR router is trained on SIB-200 train+dev text (languages in `heldout`
-    kept out, to show where unseen languages go). Returns routed.json."""
+    kept out, to show where unseen languages go) and on the first `corpus_lines` lines of each `corpus`
+    language's files. Returns routed.json."""
     from edgelm.data.languages import normalize_language
     from edgelm.data.locate import data_root
     from edgelm.data.sib200 import sib200_languages
-    from edgelm.routing.specialists import HELDOUT, build_specialists
+    from edgelm.routing.specialists import HELDOUT, ROUTER_CORPUS_LINES, build_specialists
 
     root = data_root(data)
     have = sib200_languages(root)
@@ -232,7 +235,9 @@ def build_routed(experts: Mapping[str, PathLike], *, general: PathLike | None, o
     if clash:
         raise EdgelmError(f"{clash[0]} has an expert; the router cannot learn it while it is held out")
     return build_specialists(named, Path(general) if general is not None else None, Path(out), data_root=root,
-                             heldout=held, tau=tau, k_max=k_max, router_steps=router_steps, seed=seed,
+                             heldout=held, tau=tau, k_max=k_max, router_steps=router_steps,
+                             corpus=_corpus_paths(corpus, have),
+                             corpus_lines=ROUTER_CORPUS_LINES if corpus_lines is None else corpus_lines, seed=seed,
                              overwrite=overwrite)
 
 

@@ -25,10 +25,17 @@ def students(tiny_teacher, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def routed(students, tiny_teacher, tmp_path_factory):
+def routed(students, tiny_teacher, tmp_path_factory, data_dir):
+    from edgelm.data.sib200 import load_sib200
+
     out = tmp_path_factory.mktemp("routed") / "specialists"
+    # more router text: a Swahili file holding one SIB-200 test sentence (which must not train the router),
+    # and Hausa, a language no expert has (-> the general expert)
+    swh = out.parent / "swh.txt"
+    swh.write_text("\n".join([*SWH, load_sib200(data_dir, "swh_Latn", "test")[0].text, "Habari za asubuhi."]) + "\n")
     edgelm("route", "build", "--expert", f"swh={students['swh_Latn']}", "--expert", f"hin_Deva={students['hin_Deva']}",
-           "--general", str(tiny_teacher), "--out", str(out), "--router-steps", "300")
+           "--general", str(tiny_teacher), "--out", str(out), "--router-steps", "300", "--corpus", f"swh={swh}",
+           "--corpus", f"hau_Latn={data_dir / 'corpus' / 'hau_Latn.txt.gz'}", "--corpus-lines", "300")
     return out
 
 
@@ -42,6 +49,10 @@ def test_the_folder_holds_whole_experts_with_their_own_vocabularies(routed, stud
     test = meta["router"]["test"]  # SIB-200 test sentences, never trained on
     assert test["swh_Latn"]["right"] >= 0.95 and test["hin_Deva"]["right"] >= 0.95 and test["eng_Latn"]["right"] >= 0.95
     assert "jpn_Jpan" in meta["router"]["heldout"] and test["jpn_Jpan"]["right"] >= 0.9  # unseen -> general
+    corpora = meta["router"]["corpora"]
+    assert corpora["swh_Latn"]["sentences"] == 3 and corpora["swh_Latn"]["evaluation_sentences_removed"] == 1
+    assert corpora["swh_Latn"]["expert"] == "swh_Latn"
+    assert corpora["hau_Latn"]["sentences"] == 300 and corpora["hau_Latn"]["expert"] == "general"
 
 
 def test_each_text_runs_only_its_specialist_with_its_own_tokenizer(routed, students, tiny_teacher):
@@ -147,6 +158,10 @@ def test_bad_input_is_one_line_and_writes_nothing(students, tiny_teacher, cli, t
         ([*base, "--expert", f"swh={swh}", "--k-max", "3"], "k_max"),
         ([*base, "--expert", f"swh={swh}", "--heldout", "swh_Latn"], "held out"),
         ([*base, "--expert", swh], "LANGUAGE=FOLDER"),
+        ([*base, "--expert", f"swh={swh}", "--corpus", f"ind_Latn={tmp_path}"], "held out"),
+        ([*base, "--expert", f"swh={swh}", "--corpus", f"hau_Latn={tmp_path / 'missing.txt'}"], "missing.txt"),
+        ([*base, "--expert", f"swh={swh}", "--corpus", "hau_Latn"], "LANG=PATH"),
+        ([*base, "--expert", f"swh={swh}", "--corpus-lines", "0"], "--corpus-lines"),
     ]
     for args, words in cases:
         assert_user_error(cli(*args), words)

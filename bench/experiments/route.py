@@ -188,6 +188,8 @@ def main(argv: list[str] | None = None) -> None:
     spec.add_argument("--general-vocab-threshold", type=float, default=5e-5,
                       help="the general expert's vocabulary trimming (its embeddings are most of its size)")
     spec.add_argument("--teacher", default="e5-small")
+    spec.add_argument("--router-corpus", action="append", default=None, metavar="LANG=PATH",
+                      help="more router text (repeatable; default: hau_Latn's corpus, labelled general)")
     spec.add_argument("--heldout", default="ind_Latn,tur_Latn,vie_Latn,jpn_Jpan", help="languages kept from the router")
     args = ap.parse_args(argv)
     args.router_steps = args.router_steps or (1500 if args.design == "specialists" else 600)

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from edgelm.benchmarks.experiments.rows import EDGELM, evaluate_rows, matrix, run_child
+from edgelm.routing.format import safe_name
 
 TASKS = ("sib200", "tatoeba", "ntrex")
 SOURCE = "eng_Latn"
@@ -45,12 +46,37 @@ def distill(run: Path, targets: str, steps: int, layers: int, data: list[str], e
     return run / "general"
 
 
+def router_corpus(args) -> dict[str, str]:
+    """--router-corpus LANG=PATH (repeatable); by default Hausa's corpus, a Latin-script language no expert
+    has, which teaches the router that such text is the general expert's."""
+    from edgelm.data.locate import data_root
+
+    if args.router_corpus is None:
+        hau = data_root(args.data) / "corpus" / "hau_Latn.txt.gz"
+        return {"hau_Latn": str(hau)} if hau.is_file() else {}
+    return dict(item.split("=", 1) for item in args.router_corpus if item)
+
+
 def build(routed: Path, students: dict[str, Path], general: Path, args, data: list[str]) -> dict:
-    if not (routed / "routed.json").is_file():
-        run_child([*EDGELM, "route", "build", *[a for lang, f in students.items() for a in ("--expert", f"{lang}={f}")],
-                   "--general", str(general), "--out", str(routed), "--router-steps", str(args.router_steps),
-                   "--heldout", args.heldout, *data])
+    """`edgelm route build`, again (--overwrite) when the folder's router was trained otherwise than asked."""
+    corpus = router_corpus(args)
+    want = {"steps": args.router_steps, "heldout": args.heldout.split(",") if args.heldout else [],
+            "corpora": sorted(corpus.values())}
+    if (routed / "routed.json").is_file():
+        r = json.loads((routed / "routed.json").read_text())["router"]
+        have = {"steps": r["steps"], "heldout": r["heldout"],
+                "corpora": sorted(f for c in r.get("corpora", {}).values() for f in c["files"])}
+        if have == want:
+            return json.loads((routed / "routed.json").read_text())
+    run_child([*EDGELM, "route", "build", *[a for lang, f in students.items() for a in ("--expert", f"{lang}={f}")],
+               "--general", str(general), "--out", str(routed), "--router-steps", str(args.router_steps),
+               "--heldout", args.heldout, *[a for lang, f in corpus.items() for a in ("--corpus", f"{lang}={f}")],
+               "--overwrite", *data])
     return json.loads((routed / "routed.json").read_text())
+
+
+def _key(*texts: str) -> str:
+    return hashlib.sha256("\0".join(texts).encode()).hexdigest()[:12]
 
 
 def export(model: str | Path, bundle: Path, data: list[str]) -> Path:
@@ -214,8 +240,16 @@ def main(args) -> dict:
             **{f"specialist {d}": f"{routed}@{d}" for d in domains},
             "SCAR oracle": f"{routed}@oracle", "SCAR learned": f"{routed}@learned", "dense mixture": f"{routed}@dense",
             "SCAR learned, teacher as general": f"{routed_t}@learned"}
-    key = hashlib.sha256(((routed / "routed.json").read_text() + (routed_t / "routed.json").read_text()).encode()).hexdigest()[:12]
-    reports = evaluate_rows(rows, out / "eval" / key, args.data, tasks=TASKS)
+    # rows that do not route (the experts alone, oracle) are cached by the experts they run; routed rows by
+    # the routers too, so a new router re-evaluates only those
+    experts_key = _key(*[(routed / "experts" / safe_name(e) / "config.json").read_text() for e in sorted(meta["sources"])])
+    key = _key((routed / "routed.json").read_text(), (routed_t / "routed.json").read_text())
+    routed_rows = ("SCAR learned", "dense mixture", "SCAR learned, teacher as general")
+    reports = evaluate_rows({k: v for k, v in rows.items() if k not in routed_rows and k != "teacher"},
+                            out / "eval" / f"experts-{experts_key}", args.data, tasks=TASKS)
+    reports |= evaluate_rows({"teacher": rows["teacher"]}, out / "eval" / "teacher", args.data, tasks=TASKS)
+    reports |= evaluate_rows({k: rows[k] for k in routed_rows}, out / "eval" / key, args.data, tasks=TASKS)
+    reports = {k: reports[k] for k in rows}
     matrices, metrics = {}, {}
     methods = ("SCAR learned", "SCAR oracle", "dense mixture", "general expert", "SCAR learned, teacher as general")
     for task in TASKS:

@@ -79,6 +79,10 @@ def build_command(
     tau: Annotated[float, typer.Option(help="Routing threshold: run the fewest experts whose weight reaches it, in (0, 1].")] = 0.9,
     k_max: Annotated[int, typer.Option(help="At most this many experts per input.")] = 1,
     router_steps: Annotated[int, typer.Option(help="Router training steps.")] = 1500,
+    corpus: Annotated[list[str], typer.Option(help="More router text, LANGUAGE=PATH (.txt/.txt.gz or folder); "
+                                                   "repeatable. An expert's language trains its expert; any other "
+                                                   "language teaches what goes to the general expert.")] = [],  # noqa: B006
+    corpus_lines: Annotated[int, typer.Option(help="Lines of each --corpus language the router reads.")] = 2000,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     data: Annotated[Optional[Path], typer.Option(help="Data folder (SIB-200 text trains the router).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace --out.")] = False,
@@ -87,6 +91,7 @@ def build_command(
     """Route over whole specialists (each its own vocabulary and tokenizer) and a general expert, with a SCAR
     router on character n-grams that runs before any of them."""
     from edgelm.api import build_routed
+    from edgelm.cli.distill import parse_corpora
     from edgelm.errors import EdgelmError
 
     pairs = {}
@@ -98,7 +103,8 @@ def build_command(
             raise EdgelmError(f"two experts claim {lang.strip()}: {pairs[lang.strip()]} and {folder}")
         pairs[lang.strip()] = folder
     meta = build_routed(pairs, general=general, out=out_dir, data=data, tau=tau, k_max=k_max,
-                        heldout=heldout, router_steps=router_steps, seed=seed, overwrite=overwrite)
+                        heldout=heldout, router_steps=router_steps, corpus=parse_corpora(corpus),
+                        corpus_lines=corpus_lines, seed=seed, overwrite=overwrite)
 
     def render(m: dict) -> None:
         test = m["router"]["test"]

@@ -34,6 +34,8 @@ from edgelm.runtime.specialists import read_router, route_as
 
 # Languages kept out of router training by default: they show where text the router never saw goes.
 HELDOUT = ("ind_Latn", "tur_Latn", "vie_Latn", "jpn_Jpan")
+# Lines of each --corpus file the router trains on: a few thousand name a language; more only slows the build.
+ROUTER_CORPUS_LINES = 2000
 
 
 def teacher_identity(folder: Path) -> dict:
@@ -81,10 +83,19 @@ def check_experts(experts: dict[str, Path], general: Path | None) -> dict:
     return first
 
 
-def router_text(data_root: Path, names: list[str], heldout: tuple[str, ...]) -> tuple[list[str], list[int], list[str]]:
-    """SIB-200 train+dev sentences of every language but the held-out ones, labelled with their expert
-    (an expert's language) or the general expert (every other language, the source included)."""
+def router_text(data_root: Path, names: list[str], heldout: tuple[str, ...],
+                corpus: dict[str, list[Path]] | None = None,
+                corpus_lines: int = ROUTER_CORPUS_LINES) -> tuple[list[str], list[int], list[str], dict]:
+    """SIB-200 train+dev sentences of every language but the held-out ones, plus the first `corpus_lines`
+    lines of each `corpus` language (its evaluation sentences removed), each labelled with its expert (an
+    expert's language) or the general expert (every other language, the source included). Returns the
+    texts, labels, the SIB-200 languages used and what each corpus gave."""
+    from edgelm.data.corpus import iter_corpus
     from edgelm.data.sib200 import load_sib200, sib200_languages
+    from edgelm.distillation.run import evaluation_sentences
+
+    def label(lang: str) -> int:
+        return names.index(lang) if lang in names else names.index(GENERAL)
 
     texts, labels, langs = [], [], []
     for lang in sib200_languages(data_root):
@@ -94,8 +105,23 @@ def router_text(data_root: Path, names: list[str], heldout: tuple[str, ...]) -> 
         for split in ("train", "dev"):
             rows = load_sib200(data_root, lang, split)
             texts += [r.text for r in rows]
-            labels += [names.index(lang) if lang in names else names.index(GENERAL)] * len(rows)
-    return texts, labels, langs
+            labels += [label(lang)] * len(rows)
+    report = {}
+    for lang, paths in (corpus or {}).items():
+        skip, got, removed = evaluation_sentences(data_root, lang), [], 0
+        for path in paths:
+            for line in iter_corpus(path):
+                if len(got) >= corpus_lines:
+                    break
+                if line in skip:
+                    removed += 1
+                else:
+                    got.append(line)
+        texts += got
+        labels += [label(lang)] * len(got)
+        report[lang] = {"files": [str(p) for p in paths], "sentences": len(got), "evaluation_sentences_removed": removed,
+                        "expert": names[label(lang)]}
+    return texts, labels, langs, report
 
 
 def score_router(w: CharRouterWeights, data_root: Path, names: list[str], tau: float, k_max: int) -> dict:
@@ -115,9 +141,12 @@ def score_router(w: CharRouterWeights, data_root: Path, names: list[str], tau: f
 
 def build_specialists(experts: dict[str, Path], general: Path | None, out: Path, *, data_root: Path,
                       heldout: tuple[str, ...] = HELDOUT, tau: float = 0.9, k_max: int = 1, router_steps: int = 1500,
+                      corpus: dict[str, list[Path]] | None = None, corpus_lines: int = ROUTER_CORPUS_LINES,
                       seed: int = 0, overwrite: bool = False) -> dict:
     """Write the routed folder of `experts` (language -> checkpoint folder) and `general` at `out` (atomically):
-    copies of the experts and a character-n-gram router trained on SIB-200's train+dev text. Returns routed.json."""
+    copies of the experts and a character-n-gram router trained on SIB-200's train+dev text and on `corpus`
+    (language -> text files: more text for an expert, or languages no expert has, which teach the router
+    what belongs to the general expert). Returns routed.json."""
     from safetensors.numpy import save_file
 
     from edgelm.routing.front import fit_char_router
@@ -130,10 +159,15 @@ def build_specialists(experts: dict[str, Path], general: Path | None, out: Path,
     check_options(len(names), tau, k_max)
     if router_steps < 1:
         raise EdgelmError("--router-steps must be at least 1")
+    if corpus_lines < 1:
+        raise EdgelmError("--corpus-lines must be at least 1")
+    clash = sorted(set(corpus or {}) & set(heldout))
+    if clash:
+        raise EdgelmError(f"--corpus {clash[0]}: that language is held out of router training (--heldout)")
     identity = check_experts(experts, general)
     folders = {GENERAL: Path(general), **{k: Path(v) for k, v in experts.items()}}
     started = time.perf_counter()
-    texts, labels, seen = router_text(data_root, names, tuple(heldout))
+    texts, labels, seen, corpora = router_text(data_root, names, tuple(heldout), corpus, corpus_lines)
     missing = [lang for lang in experts if lang not in seen]
     if missing:
         raise EdgelmError(f"no router training text for {missing[0]} in {data_root / 'sib200'} (or it is held out)")
@@ -144,7 +178,7 @@ def build_specialists(experts: dict[str, Path], general: Path | None, out: Path,
             "general": 0, "languages": {n: _languages(folders[n]) for n in names}, "tau": tau, "k_max": k_max,
             "teacher": identity["teacher"], "hidden_size": identity["hidden_size"], "ngrams": spec.as_dict(),
             "sources": {n: str(f) for n, f in folders.items()},
-            "router": {"steps": router_steps, "trained_on": seen, "heldout": list(heldout),
+            "router": {"steps": router_steps, "trained_on": seen, "heldout": list(heldout), "corpora": corpora,
                        "first_loss": round(float(np.mean(losses[:20])), 4), "last_loss": round(float(np.mean(losses[-20:])), 4),
                        "test": score_router(weights, data_root, names, tau, k_max)},
             "wall_seconds": round(time.perf_counter() - started, 1)}
