@@ -104,9 +104,9 @@ def main(argv: list[str] | None = None) -> dict:
     general_langs = [lang for lang in langs_of[names[0]] if lang in routed.meta["router"]["trained_on"]]
     # the general expert's many languages: SIB-200 text only, fewer per language
     general_maps, general_anchors = maps(general, general_langs, args.per_language // 2, 0)
-    rows = {}
+    rows, have = {}, set(tatoeba_languages(root))
     for name, expert in zip(names[1:], routed.experts[1:]):
-        if name not in tatoeba_languages(root):
+        if name not in have:
             continue
         print(f"drift: {name}", flush=True)
         src, eng = load_tatoeba(root, name)

@@ -63,11 +63,12 @@ def build(routed: Path, students: dict[str, Path], general: Path, args, data: li
     want = {"steps": args.router_steps, "heldout": args.heldout.split(",") if args.heldout else [],
             "corpora": sorted(corpus.values())}
     if (routed / "routed.json").is_file():
-        r = json.loads((routed / "routed.json").read_text())["router"]
+        meta = json.loads((routed / "routed.json").read_text())
+        r = meta["router"]
         have = {"steps": r["steps"], "heldout": r["heldout"],
                 "corpora": sorted(f for c in r.get("corpora", {}).values() for f in c["files"])}
         if have == want:
-            return json.loads((routed / "routed.json").read_text())
+            return meta
     run_child([*EDGELM, "route", "build", *[a for lang, f in students.items() for a in ("--expert", f"{lang}={f}")],
                "--general", str(general), "--out", str(routed), "--router-steps", str(args.router_steps),
                "--heldout", args.heldout, *[a for lang, f in corpus.items() for a in ("--corpus", f"{lang}={f}")],

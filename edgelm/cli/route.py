@@ -82,7 +82,8 @@ def build_command(
     corpus: Annotated[list[str], typer.Option(help="More router text, LANGUAGE=PATH (.txt/.txt.gz or folder); "
                                                    "repeatable. An expert's language trains its expert; any other "
                                                    "language teaches what goes to the general expert.")] = [],  # noqa: B006
-    corpus_lines: Annotated[int, typer.Option(help="Lines of each --corpus language the router reads.")] = 2000,
+    corpus_lines: Annotated[Optional[int], typer.Option(help="Lines of each --corpus language the router reads "
+                                                             "(default 2000).")] = None,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     data: Annotated[Optional[Path], typer.Option(help="Data folder (SIB-200 text trains the router).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace --out.")] = False,
