@@ -187,6 +187,9 @@ def main(argv: list[str] | None = None) -> None:
     spec.add_argument("--general-steps", type=int, default=2000)
     spec.add_argument("--general-vocab-threshold", type=float, default=5e-5,
                       help="the general expert's vocabulary trimming (its embeddings are most of its size)")
+    spec.add_argument("--general-args", default="", metavar="ARGS",
+                      help="more `edgelm distill` options for the general expert, e.g. \"--anchor-share 0.5 --corpus "
+                      "eng_Latn=PATH\" (trained at OUT/general-KEY, KEY from these options)")
     spec.add_argument("--teacher", default="e5-small")
     spec.add_argument("--router-corpus", action="append", default=None, metavar="LANG=PATH",
                       help="more router text (repeatable; default: hau_Latn's corpus, labelled general)")

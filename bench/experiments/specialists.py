@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import time
 from pathlib import Path
 
@@ -231,8 +232,10 @@ def main(args) -> dict:
     students_dir = args.students or out / "students"
     students = {d: distill(students_dir / d, d, args.specialist_steps, args.layers, data) for d in domains}
     others = ",".join(lang for lang in sib200_languages(data_root(args.data)) if lang != SOURCE)
-    general = args.general or distill(out / "general", others, args.general_steps, args.layers, data,
-                                      ["--vocab-threshold", str(args.general_vocab_threshold)])
+    extra = shlex.split(args.general_args)
+    general_run = out / ("general" if not extra else f"general-{_key(*extra)}")  # new options: a new student
+    general = args.general or distill(general_run, others, args.general_steps, args.layers, data,
+                                      ["--vocab-threshold", str(args.general_vocab_threshold), *extra])
     teacher = resolve_model(args.teacher)
     routed, routed_t = out / args.name, out / f"{args.name}-teacher-general"
     meta = build(routed, students, Path(general), args, data)
@@ -274,7 +277,8 @@ def main(args) -> dict:
         routing = rep["model"].get("routing")
         mean_experts[name] = routing["mean_experts"] if routing else 1.0
     res = {"machine": machine_info(), "domains": domains, "routed": meta, "routed_teacher_general": meta_t,
-           "students": {d: str(f) for d, f in students.items()}, "general": str(general), "teacher": args.teacher,
+           "students": {d: str(f) for d, f in students.items()}, "general": str(general),
+           "general_args": args.general_args, "teacher": args.teacher,
            "matrices": matrices, "metrics": metrics, "mean_experts": mean_experts, "sizes_mb": sizes,
            "latency": latency(timed, args.data), "bundle": str(bundle)}
     res["targets"] = targets(res)
