@@ -1,7 +1,7 @@
 """The task benchmark: BiStil students for real tasks in the languages they are for, against their teacher.
 
     python -m edgelm.benchmarks.experiments.tasks [--rows ner:hau_Latn,pos:hin_Deva] [--steps 600]
-        [--teacher-epochs 2] [--teacher-lr 5e-5] [--limit N] [--out runs/bench-tasks]
+        [--teacher-epochs 2] [--teacher-lr 5e-5] [--train-rows 4000] [--limit N] [--out runs/bench-tasks]
 
 Rows (default: all twelve): POS (eng -> hin, amh, yor; word accuracy), NER (eng -> swh, hau, yor, amh;
 entity F1), NollySenti (eng -> hau, yor; accuracy), all zero-shot from English labels, and AfriSenti
@@ -13,7 +13,9 @@ Phase 1 runs once per target language (SIB-200 text where the language has it, `
 does not: Hausa) and is shared by that language's tasks; a zero-shot task's teacher is fine-tuned once
 (on English) and shared by its rows through `--task-teacher`; AfriSenti's teachers are per language.
 Every step is a child `edgelm` process or a cached file, so a killed benchmark resumes where it
-stopped, row by row. `--limit N` cuts every split to N sentences (a smoke run; say so when reporting).
+stopped, row by row. `--train-rows N` (default 4000) trains teachers and students on at most N evenly
+spaced training sentences (the budget on two cores: UD English has 12,544, AfriSenti Hausa 14,172); dev and
+test stay whole. `--limit N` cuts every split to N sentences (a smoke run; say so when reporting).
 Results: `results/ROW.json` per row, `results.json` and `results.md` in --out.
 """
 
@@ -58,12 +60,13 @@ def rows_from(spec: str | None) -> list[tuple[str, str]]:
     return rows
 
 
-def task_folder(root: Path, task: str, out: Path, limit: int | None) -> Path:
-    """The task's data folder, or with `limit` a copy with every split file cut to `limit` sentences."""
+def task_folder(root: Path, task: str, out: Path, limit: int | None, train_rows: int | None = None) -> Path:
+    """The task's data folder, or a copy with every split cut to `limit` sentences (a smoke run) and the
+    training splits to `train_rows` (a smaller budget; dev and test stay whole)."""
     src = root / TASKS[task][0]
-    if not limit:
+    if not limit and not train_rows:
         return src
-    dst = out / "data" / task
+    dst = out / "data" / (task + (f"-limit{limit}" if limit else "") + (f"-train{train_rows}" if train_rows else ""))
     if dst.is_dir():
         return dst
     tmp = dst.with_name(dst.name + ".tmp")
@@ -73,16 +76,25 @@ def task_folder(root: Path, task: str, out: Path, limit: int | None) -> Path:
             continue
         target = tmp / f.relative_to(src)
         target.parent.mkdir(parents=True, exist_ok=True)
-        text = f.read_text(encoding="utf-8")
-        if f.suffix == ".conll":
-            text = "\n\n".join(text.strip("\n").split("\n\n")[:limit]) + "\n"
-        elif f.suffix == ".tsv":
-            lines = text.splitlines()
-            step = max(1, (len(lines) - 1) // limit)  # sorted by label in some sets: take a spread
-            text = "\n".join([lines[0], *lines[1::step][:limit]]) + "\n"
-        target.write_text(text, encoding="utf-8")
+        cap = min(n for n in (limit, train_rows if f.stem == "train" else None, 10**12) if n)
+        target.write_text(_spread(f.read_text(encoding="utf-8"), f.suffix, cap), encoding="utf-8")
     tmp.rename(dst)
     return dst
+
+
+def _spread(text: str, suffix: str, n: int) -> str:
+    """At most `n` sentences of a CoNLL or TSV file, evenly spaced (some sets are sorted by label)."""
+    if suffix == ".conll":
+        items, head = text.strip("\n").split("\n\n"), []
+    elif suffix == ".tsv":
+        lines = text.splitlines()
+        items, head = lines[1:], lines[:1]
+    else:
+        return text
+    if len(items) > n:
+        step = len(items) / n
+        items = [items[int(i * step)] for i in range(n)]
+    return ("\n\n" if suffix == ".conll" else "\n").join([*head, *items]) + "\n"
 
 
 def phase_one(lang: str, args, root: Path, out: Path) -> Path:
@@ -179,6 +191,7 @@ def render(results: list[dict], args) -> str:
     lines = [f"Task benchmark ({results[0]['machine']['cpu']}, commit {results[0]['machine']['commit']}; phase 1 "
              f"{args.steps} steps, task teacher {args.teacher_epochs} epochs at lr {args.teacher_lr}, LT-SFT "
              f"{args.full_epochs}+{args.sparse_epochs} epochs"
+             f"{f', training splits cut to {args.train_rows} sentences' if args.train_rows else ''}"
              f"{f', every split cut to {args.limit} sentences' if args.limit else ''}).", "",
              "| task | language | setting | metric | teacher | student (% of teacher) | int8 bundle (Δ points) | "
              "params M teacher / student | MB teacher / student / bundle | p50 ms @32 teacher / student / bundle "
@@ -224,6 +237,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sparse-epochs", type=int, default=3)
     ap.add_argument("--runs", type=int, default=30, help="timed calls per model for latency")
     ap.add_argument("--limit", type=int, default=None, help="cut every split to N sentences (smoke runs)")
+    ap.add_argument("--train-rows", type=int, default=4000,
+                    help="cut training splits to N evenly spaced sentences (0: all); dev and test stay whole")
     ap.add_argument("--data", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("runs") / "bench-tasks")
     args = ap.parse_args(argv)
@@ -243,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
             teachers.setdefault(task, out / "rows" / f"{task}-{lang}" / "task_teacher")
             continue
         started = time.perf_counter()
-        data = task_folder(root, task, out, args.limit)
+        data = task_folder(root, task, out, args.limit, args.train_rows)
         student = phase_one(lang, args, root, out)
         row = phase_two(task, lang, args, data, student, out, teachers)
         teacher = teachers.get(task) if TASKS[task][2] == "zero-shot" else row / "task_teacher"
