@@ -278,10 +278,11 @@ def _memory_probe(target: str, runtime: str, threads: int, seq_lens: tuple[int, 
 
 
 def save_results(result: dict, md: str, out: Path, name: str, *, kind: str,
-                 repository_results: Path = Path("bench") / "results") -> dict:
+                 repository_results: Path = Path("bench") / "results", publish: bool = True) -> dict:
     """Write a benchmark's results.json and results.md into its run folder `out`, stamped with the
     benchmark's kind and the machine it ran on; and, run from the repository's root, a copy as
-    bench/results/NAME.json, the file the README's tables and `edgelm report`'s plots come from."""
+    bench/results/NAME.json, the file the README's tables and `edgelm report`'s plots come from
+    (not for `publish=False`: smoke runs on cut data)."""
     from edgelm.atomic import atomic_write_text
 
     result = {"benchmark": kind, **result}
@@ -290,7 +291,7 @@ def save_results(result: dict, md: str, out: Path, name: str, *, kind: str,
     text = json.dumps(result, indent=1, default=float)
     atomic_write_text(out / ("results.json" if name == kind else f"results-{name}.json"), text)
     atomic_write_text(out / ("results.md" if name == kind else f"results-{name}.md"), md)
-    if repository_results.parent.is_dir() and (repository_results.parent / "harness.py").is_file():
+    if publish and repository_results.parent.is_dir() and (repository_results.parent / "harness.py").is_file():
         repository_results.mkdir(exist_ok=True)
         atomic_write_text(repository_results / f"{name}.json", text)
     return result

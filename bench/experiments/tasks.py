@@ -36,6 +36,8 @@ TASKS = {  # name -> (folder under the data root, targets, setting)
     "nollysenti": ("sentiment/nollysenti", ["hau_Latn", "yor_Latn"], "zero-shot"),
     "afrisenti": ("sentiment/afrisenti", ["swh_Latn", "amh_Ethi", "hau_Latn"], "in-language"),
 }
+SETTINGS = ("teacher", "layers", "steps", "batch_size", "teacher_epochs", "teacher_lr", "full_epochs", "sparse_epochs",
+            "train_rows", "limit")  # what a row's numbers depend on: one --out holds one setting
 TARGETS = {"score": 0.95, "parameters": 1 / 5, "speed": 3.0, "bundle_points": 0.01}
 
 
@@ -201,7 +203,7 @@ def render(results: list[dict], args) -> str:
         t, st, b = s["teacher"]["score"], s["student"]["score"], s["student int8 bundle"]["score"]
         lines.append(
             f"| {r['task']} | {r['language']} | {r['setting']} | {s['teacher']['scorer']} | {t:.3f} | {st:.3f} "
-            f"({st / t:.0%}) | {b:.3f} ({(b - st) * 100:+.1f}) | {s['teacher']['parameters'] / 1e6:.1f} / "
+            f"({f'{st / t:.0%}' if t else '–'}) | {b:.3f} ({(b - st) * 100:+.1f}) | {s['teacher']['parameters'] / 1e6:.1f} / "
             f"{s['student']['parameters'] / 1e6:.1f} | {mb['teacher']:.0f} / {mb['student']:.0f} / "
             f"{mb['student int8 bundle']:.1f} | {ms['teacher']:.1f} / {ms['student']:.1f} / "
             f"{ms['student int8 bundle']:.1f} ({ms['teacher'] / ms['student int8 bundle']:.1f}×) | "
@@ -248,10 +250,18 @@ def main(argv: list[str] | None = None) -> None:
     root = data_root(args.data)
     args.data_root = str(root)
     out = args.out
+    settings = {k: getattr(args, k) for k in SETTINGS}
+    recorded = out / "settings.json"
+    if recorded.is_file() and json.loads(recorded.read_text()) != settings:
+        print(f"error: {out} holds a task benchmark run with other settings ({recorded}); pass another --out",
+              file=sys.stderr)
+        sys.exit(2)
     (out / "results").mkdir(parents=True, exist_ok=True)
+    recorded.write_text(json.dumps(settings, indent=1))
     teachers: dict[str, Path] = {}
     results = []
-    for task, lang in rows_from(args.rows):
+    rows = rows_from(args.rows)
+    for i, (task, lang) in enumerate(rows):
         cached = out / "results" / f"{task}-{lang}.json"
         if cached.is_file():
             results.append(json.loads(cached.read_text()))
@@ -266,12 +276,21 @@ def main(argv: list[str] | None = None) -> None:
         result["wall_seconds"] = round(time.perf_counter() - started, 1)
         cached.write_text(json.dumps(result, indent=1))
         results.append(result)
+        publish(results, rows[i + 1 :], args, out)  # after every row: a run stopped midway still leaves its table
+    print(publish(results, [], args, out))
+
+
+def publish(results: list[dict], pending: list[tuple[str, str]], args, out: Path) -> str:
+    """results.json / .md in `out` and, unless the data was cut (--limit), bench/results/tasks.json."""
     from edgelm.benchmarks.harness import save_results
 
-    md = render(results, args)
-    save_results({"args": {k: str(v) for k, v in vars(args).items()}, "rows": results}, md, out, "tasks", kind="tasks")
-    print(md)
-
+    md = render(results, args) if results else "No row finished yet.\n"
+    if pending:
+        md += "\nRows still to run: " + ", ".join(f"{t}:{l}" for t, l in pending) + "\n"
+    save_results({"args": {k: str(v) for k, v in vars(args).items()}, "rows": results,
+                  "pending": [f"{t}:{l}" for t, l in pending]}, md, out, "tasks", kind="tasks",
+                 publish=not args.limit)
+    return md
 
 if __name__ == "__main__":
     main()
