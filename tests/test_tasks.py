@@ -141,3 +141,22 @@ def test_entity_f1_agrees_with_seqeval_on_the_real_test_files(data_dir, lang):
         assert ours["per_type"][typ]["f1"] == pytest.approx(theirs[typ]["f1-score"], abs=1e-12)
         assert ours["per_type"][typ]["support"] == theirs[typ]["support"]
     assert entity_scores(gold, gold)["f1"] == 1.0
+
+
+def test_the_task_benchmark_cuts_training_splits_evenly_and_leaves_dev_and_test_whole(data_dir, tmp_path):
+    """The task benchmark's budget (`--train-rows`): real UD and AfriSenti folders, training cut to evenly
+    spaced sentences that keep their words and tags; dev, test and labels.txt read back unchanged."""
+    from edgelm.benchmarks.experiments.tasks import task_folder
+
+    pos, cut = load_task(data_dir / "pos"), load_task(task_folder(data_dir, "pos", tmp_path, None, 500))
+    full_train, cut_train = pos.split("train"), cut.split("train")
+    assert len(cut_train) == 500 and cut_train[0] == full_train[0] and cut_train[1] == full_train[25]
+    assert cut.labels == pos.labels
+    for split, lang in (("dev", "eng_Latn"), ("test", "hin_Deva"), ("test", "yor_Latn")):
+        assert cut.split(split, [lang]) == pos.split(split, [lang])
+    afri = load_task(task_folder(data_dir, "afrisenti", tmp_path, None, 1000))
+    assert [len(afri.split("train", [lang])) for lang in ("swh_Latn", "hau_Latn")] == [1000, 1000]
+    assert {r.label for r in afri.split("train", ["hau_Latn"])} == {"negative", "neutral", "positive"}
+    assert len(afri.split("test", ["hau_Latn"])) == 5303
+    smoke = load_task(task_folder(data_dir, "afrisenti", tmp_path, 20, 1000))  # --limit cuts every split
+    assert len(smoke.split("test", ["hau_Latn"])) == 20 and len(smoke.split("train", ["hau_Latn"])) == 20
