@@ -11,6 +11,10 @@ holds, and drawn as small PNGs with matplotlib (Agg, no display):
 | experiments.scale | the student's scores as fractions of the teacher, per training text |
 | experiments.serve | latency (p50, p99) and throughput against concurrent clients |
 | experiments.route | per-language SIB-200 accuracy: the base, each specialist alone and SCAR learned |
+| device/aarch64.sh (SCORE=1) | per-language accuracy of each bundle, scored with the emulated device's kernels |
+
+Results of the drift and task benchmarks are tables only (in the README); `report` skips them, so
+`edgelm report bench/results/*.json` takes every committed file.
 """
 
 from __future__ import annotations
@@ -22,12 +26,13 @@ import numpy as np
 
 from edgelm.errors import EdgelmError
 
-KINDS = ("export", "distill", "sweep", "scale", "serve", "route")
+KINDS = ("export", "distill", "sweep", "scale", "serve", "route", "aarch64")
+TABLES_ONLY = ("route-drift", "tasks")  # results files report knows but has no figure for
 
 
 def kind_of(result: dict) -> str | None:
     """Which benchmark wrote `result` (its `benchmark` field, or recognised by its keys)."""
-    if result.get("benchmark") in KINDS:
+    if result.get("benchmark") in (*KINDS, *TABLES_ONLY):
         return result["benchmark"]
     if {"bench", "quality", "rows"} <= result.keys():
         return "export"
@@ -53,8 +58,8 @@ def _figure(width: float = 6.4, height: float = 4.2):
     return plt, fig, ax
 
 
-def _save(plt, fig, path: Path) -> Path:
-    fig.tight_layout()
+def _save(plt, fig, path: Path, rect: tuple[float, float, float, float] = (0, 0, 1, 1)) -> Path:
+    fig.tight_layout(rect=rect)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
@@ -125,20 +130,21 @@ def plot_export(result: dict, out: Path, stem: str) -> list[Path]:
 
 
 def _language_bars(langs: list[str], accuracy: dict[str, dict[str, float]], title: str, path: Path,
-                   legend_below: bool = False) -> Path:
-    """Grouped bars: per language, one bar per model (`accuracy[model][language]`)."""
-    plt, fig, ax = _figure(9, 4.6 if legend_below else 4)
+                   legend_below: bool = False, ylabel: str = "SIB-200 accuracy") -> Path:
+    """Grouped bars: per language (or topic), one bar per model (`accuracy[model][language]`)."""
+    rows = -(-len(accuracy) // 3) if legend_below else 0  # legend rows under the axes, three entries each
+    plt, fig, ax = _figure(9, 4 + 0.22 * rows)
     width = 0.8 / len(accuracy)
     for k, (name, acc) in enumerate(accuracy.items()):
         ax.bar(np.arange(len(langs)) + (k - (len(accuracy) - 1) / 2) * width, [acc.get(lang, 0) for lang in langs],
                width, label=name)
-    ax.set_xticks(np.arange(len(langs)), [lang.split("_")[0] for lang in langs], rotation=45, fontsize=8)
-    ax.set_ylabel("SIB-200 accuracy")
+    ax.set_xticks(np.arange(len(langs)), [lang.split("_")[0] for lang in langs], rotation=30, fontsize=8)
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     if legend_below:  # many bars per language: keep the legend off them
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=len(accuracy))
-    else:
-        ax.legend(fontsize=7)
+        fig.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="lower center", ncol=3, frameon=False)
+        return _save(plt, fig, path, rect=(0, 0.05 * rows / (1 + 0.055 * rows), 1, 1))
+    ax.legend(fontsize=7)
     return _save(plt, fig, path)
 
 
@@ -183,9 +189,24 @@ def plot_route(result: dict, out: Path, stem: str) -> list[Path]:
     matrix = result["matrices"][task]
     rows = [matrix["base"], *matrix["targets"], "SCAR learned"]
     what = "whole specialists" if result.get("sizes_mb") else "experts over one body"
+    per = "per-language SIB-200 accuracy" if task == "sib200" else "per-topic retrieval among SIB-200's parallel sentences"
     return [_language_bars(matrix["domains"], {n: dict(zip(matrix["domains"], matrix["scores"][n])) for n in rows},
-                           (f"SCAR over {what}: per-language SIB-200 accuracy" if task == "sib200" else f"SCAR over {what}: per-topic {task} scores"),
-                           out / f"{stem}-per-domain.png", legend_below=True)]
+                           f"SCAR over {what}: {per}", out / f"{stem}-per-domain.png", legend_below=True,
+                           ylabel="SIB-200 accuracy" if task == "sib200" else "retrieval accuracy")]
+
+
+def plot_aarch64(result: dict, out: Path, stem: str) -> list[Path]:
+    """The score matrix from the device's own kernels, and the refused kernel path scored with its parity check
+    off where the run asked for it (a timing-only run has no scores: nothing drawn)."""
+    scores = result.get("scores")
+    if not scores:
+        return []
+    langs = scores["domains"]
+    bars = {Path(m).name: dict(zip(langs, v)) for m, v in scores["scores"].items()}
+    for m, u in (result.get("unchecked_xnnpack") or {}).items():
+        bars[f"{Path(m).name}, XNNPACK with parity off (refused)"] = u["accuracy"]
+    return [_language_bars(langs, bars, f"Accuracy on the emulated {result['emulated_cpu']} CPU's kernels "
+                           "(SIB-200 slice, numpy probe)", out / f"{stem}-scores.png")]
 
 
 def plot_scale(result: dict, out: Path, stem: str) -> list[Path]:
@@ -245,6 +266,8 @@ def report(paths: list[Path], out: Path) -> list[Path]:
         kind = kind_of(result) if isinstance(result, dict) else None
         if kind is None:
             raise EdgelmError(f"{p} is not a results file of a benchmark edgelm draws ({', '.join(KINDS)})")
+        if kind in TABLES_ONLY:
+            continue  # known, no figure
         loaded.append((Path(p), kind, result))
     out.mkdir(parents=True, exist_ok=True)
     made: list[Path] = []
