@@ -18,8 +18,6 @@ of each language its router trained on. Results: bench/results/route-drift.json.
 from __future__ import annotations
 
 import argparse
-import gzip
-import itertools
 import time
 from pathlib import Path
 
@@ -51,6 +49,7 @@ def apply_map(w: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def anchor_text(root: Path, languages: list[str], per_language: int, corpus_lines: int) -> list[str]:
+    from edgelm.data.corpus import read_corpus
     from edgelm.data.sib200 import load_sib200, sib200_languages
 
     have = set(sib200_languages(root))
@@ -60,8 +59,7 @@ def anchor_text(root: Path, languages: list[str], per_language: int, corpus_line
             texts += [r.text for split in ("train", "dev") for r in load_sib200(root, lang, split)][:per_language]
         path = root / "corpus" / f"{lang}.txt.gz"
         if corpus_lines and path.is_file():
-            with gzip.open(path, "rt", encoding="utf-8") as f:
-                texts += [line.strip() for line in itertools.islice(f, corpus_lines) if line.strip()]
+            texts += read_corpus(path, max_lines=corpus_lines).lines
     return texts
 
 

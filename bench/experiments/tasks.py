@@ -78,8 +78,11 @@ def task_folder(root: Path, task: str, out: Path, limit: int | None, train_rows:
             continue
         target = tmp / f.relative_to(src)
         target.parent.mkdir(parents=True, exist_ok=True)
-        cap = min(n for n in (limit, train_rows if f.stem == "train" else None, 10**12) if n)
-        target.write_text(_spread(f.read_text(encoding="utf-8"), f.suffix, cap), encoding="utf-8")
+        caps = [n for n in (limit, train_rows if f.stem == "train" else None) if n]
+        if caps:
+            target.write_text(_spread(f.read_text(encoding="utf-8"), f.suffix, min(caps)), encoding="utf-8")
+        else:
+            shutil.copyfile(f, target)
     tmp.rename(dst)
     return dst
 
