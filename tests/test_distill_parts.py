@@ -175,3 +175,27 @@ def test_anchor_share_fills_its_part_of_each_target_batch_and_zero_changes_nothi
     assert len(set(seen.tolist())) == 100  # one pass over the subset before any repeats
     assert "anchor_share" not in DistillConfig().identity()  # older runs still resume
     assert DistillConfig(anchor_share=0.5).identity()["anchor_share"] == 0.5
+
+
+def test_source_share_gives_the_source_its_fraction_of_steps_and_the_rest_take_turns():
+    from collections import Counter
+
+    from edgelm.distillation.batches import BalancedBatches
+    from edgelm.distillation.config import DistillConfig
+    from edgelm.errors import EdgelmError
+
+    sizes = {"eng_Latn": 48, "amh_Ethi": 32, "swh_Latn": 32, "zho_Hans": 32}
+    turns = BalancedBatches(sizes, 8, seed=1, source="eng_Latn")  # no share: every language in turn, as before
+    assert [turns(s)[0] for s in range(4)] == ["amh_Ethi", "eng_Latn", "swh_Latn", "zho_Hans"]
+    half = BalancedBatches(sizes, 8, seed=1, source="eng_Latn", source_share=0.5)
+    langs = [half(s)[0] for s in range(120)]
+    assert Counter(langs) == {"eng_Latn": 60, "amh_Ethi": 20, "swh_Latn": 20, "zho_Hans": 20}
+    assert [lang for lang in langs if lang != "eng_Latn"][:6] == ["amh_Ethi", "swh_Latn", "zho_Hans"] * 2
+    draws = half.draws(range(120))  # each language walks its own permutations: 60 x 8 = 480 English draws
+    assert sum(n for (lang, _), n in draws.items() if lang == "eng_Latn") == 480
+    assert {n for (lang, _), n in draws.items() if lang == "eng_Latn"} == {10}  # whole epochs: 10 each
+    assert Counter(half.draws(range(60))) + Counter(half.draws(range(60, 120))) == Counter(draws)  # resumable
+    assert "source_share" not in DistillConfig().identity()  # older runs still resume
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(EdgelmError, match="--source-share"):
+            DistillConfig(source_share=bad)

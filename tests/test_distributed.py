@@ -173,6 +173,14 @@ def test_the_teacher_cache_runs_the_teacher_once_per_sentence(cli, tiny_teacher,
     assert "teacher cache: 80 sentences" in cached.stderr
     info = json.loads((tmp_path / "cached" / "run.json").read_text())["general"]["teacher_cache"]
     assert info == {"sentences_cached": 80, "teacher_passes": 80, "reused": 80}
+    # English on 15 of the 20 steps: its 40 sentences are read 3 times and kept; Swahili's are read once
+    # each (5 steps of 8), so the teacher runs for them and nothing is kept
+    shared = cli(*args, "--teacher-cache", "--source-share", "0.75", "--out", str(tmp_path / "shared"))
+    assert shared.code == 0, shared.stderr
+    assert "teacher cache: 40 sentences" in shared.stderr
+    run = json.loads((tmp_path / "shared" / "run.json").read_text())
+    assert run["general"]["teacher_cache"] == {"sentences_cached": 40, "teacher_passes": 80, "reused": 80}
+    assert run["identity"]["source_share"] == 0.75
     # the cache keeps targets in float16: the runs agree to that precision, not bit for bit
     diff = _max_diff(_weights(tmp_path / "plain"), _weights(tmp_path / "cached"))
     assert diff < 1e-3

@@ -52,6 +52,9 @@ def distill_command(
     anchor_share: Annotated[float, typer.Option(help="Fraction of each target-language batch drawn from sentences "
                                                     "with a translation anchor (--bitext, SIB-200's parallel rows): "
                                                     "more of the parallel loss per step.")] = 0.0,
+    source_share: Annotated[Optional[float], typer.Option(help="Fraction of phase-1 steps on the source language "
+                                                              "(default: every language in turn, so a student of "
+                                                              "15 targets sees its source one step in 16).")] = None,
     density: Annotated[float, typer.Option(help="LT-SFT: fraction of body parameters fine-tuned.")] = 0.08,
     full_epochs: Annotated[int, typer.Option(help="LT-SFT full-training epochs.")] = 4,
     sparse_epochs: Annotated[int, typer.Option(help="LT-SFT sparse-training epochs.")] = 6,
@@ -87,7 +90,8 @@ def distill_command(
                       layers=layers, layer_reduction=layer_reduction, layer_selection=layer_selection, steps=steps,
                       batch_size=batch_size, lr=lr, vocab_threshold=vocab_threshold, alpha_hidden=alpha_hidden,
                       alpha_attn=alpha_attn, alpha_embed=alpha_embed, alpha_parallel=alpha_parallel,
-                      alpha_contrastive=alpha_contrastive, anchor_share=anchor_share, density=density, full_epochs=full_epochs,
+                      alpha_contrastive=alpha_contrastive, anchor_share=anchor_share,
+                      source_share=source_share, density=density, full_epochs=full_epochs,
                       sparse_epochs=sparse_epochs, alpha_gold=alpha_gold, task_teacher=task_teacher,
                       teacher_epochs=teacher_epochs, teacher_lr=teacher_lr, task_lr=task_lr,
                       checkpoint_every=checkpoint_every, seed=seed, device=device, precision=precision,

@@ -42,6 +42,8 @@ class DistillConfig:
     contrastive_temperature: float = 0.05
     anchor_share: float = 0.0  # fraction of each target batch drawn from sentences with a translation anchor
     #                            (bitext or SIB-200's parallel rows); 0: batches take sentences as they come
+    source_share: float | None = None  # fraction of phase-1 steps on the source language; None: every
+    #                                    language in turn (a 15-target student sees its source 1 step in 16)
     checkpoint_every: int = 100  # steps between checkpoints (a kill loses at most this many)
     log_every: int = 10
     # phase 2: task distillation with lottery-ticket sparse fine-tuning
@@ -91,6 +93,8 @@ class DistillConfig:
             raise EdgelmError(f"--density must be in (0, 1], not {self.density}")
         if not 0 <= self.anchor_share <= 1:
             raise EdgelmError(f"--anchor-share is a fraction of each batch, in [0, 1], not {self.anchor_share}")
+        if self.source_share is not None and not 0 < self.source_share < 1:
+            raise EdgelmError(f"--source-share is a fraction of the steps, in (0, 1), not {self.source_share}")
         if not 0 <= self.warmup < 1:
             raise EdgelmError("--warmup is a fraction of the steps, in [0, 1)")
         if self.max_length > 512:
@@ -122,10 +126,10 @@ class DistillConfig:
 _GENERAL_FIELDS = ("teacher", "source", "target", "vocab_threshold", "vocab_min_count", "layers", "layer_reduction", "layer_selection",
                    "steps", "batch_size", "max_length", "lr", "warmup", "weight_decay", "alpha_hidden", "alpha_attn",
                    "alpha_embed", "alpha_parallel", "alpha_contrastive",
-                   "contrastive_temperature", "seed", "anchor_share")
+                   "contrastive_temperature", "seed", "anchor_share", "source_share")
 # Phase-1 fields added after runs were made: at their default they stay out of the identity, so those
 # runs still resume.
-_LATER_FIELDS = {"anchor_share": 0.0}
+_LATER_FIELDS = {"anchor_share": 0.0, "source_share": None}
 _TASK_FIELDS = ("task", "teacher_epochs", "teacher_lr", "task_teacher", "full_epochs", "sparse_epochs", "task_lr",
                 "task_batch_size", "density", "nnz", "temperature", "alpha_kd", "alpha_gold", "alpha_task_hidden",
                 "alpha_task_attn", "seed")

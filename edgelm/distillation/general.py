@@ -190,7 +190,8 @@ def train_general(cfg: DistillConfig, teacher, student, kept_ids: np.ndarray, co
                 if lang in sizes and lang != source} if cfg.anchor_share else {}
     if cfg.anchor_share and not any(len(v) for v in anchored.values()):
         say("--anchor-share: no target sentence has a translation anchor; batches take sentences as they come")
-    batches = BalancedBatches(sizes, cfg.batch_size, cfg.seed, anchored, cfg.anchor_share)
+    batches = BalancedBatches(sizes, cfg.batch_size, cfg.seed, anchored, cfg.anchor_share,
+                              source=source, source_share=cfg.source_share)
     teacher.to(device).eval()
     if device.type != "cpu" and hw.precision.name != "fp32":
         teacher.to(hw.precision.dtype)  # frozen: its weights can live at the reduced precision
@@ -214,11 +215,18 @@ def train_general(cfg: DistillConfig, teacher, student, kept_ids: np.ndarray, co
     targets = TeacherTargets(teacher, to_teacher, lmap, attentions=bool(cfg.alpha_attn),
                              autocast=hw.precision.autocast, cache=teacher_cache)
     if teacher_cache:
-        reads = cfg.steps * cfg.batch_size / max(1, sum(sizes.values()))
-        targets.check_fits([n for c in corpora.values() for n in c.lengths(np.arange(len(c))).tolist()], say,
-                           copies=world.local_size)
-        if reads < 1.5:
-            say(f"teacher cache: this run reads each sentence about {reads:.1f} times, so the cache saves little")
+        # the batches are known in advance: keep only the sentences the remaining steps read again
+        # (a large corpus read once would fill RAM for nothing)
+        draws = batches.draws(range(step, cfg.steps))
+        again = {key for key, n in draws.items() if n > 1}
+        targets.keep = again
+        by_lang: dict[str, list[int]] = {}
+        for lang, i in again:
+            by_lang.setdefault(lang, []).append(i)
+        targets.check_fits([n for lang, idx in by_lang.items() for n in corpora[lang].lengths(np.sort(idx)).tolist()],
+                           say, copies=world.local_size)
+        say(f"teacher cache: {len(again)} of the {len(draws)} sentences this run reads are read again and kept; "
+            f"the teacher runs for the rest each time")
     # Each sentence's anchor in the teacher's source-language space: its own embedding for source
     # sentences with a translation, its translation's for target sentences (index -1: none). Anchors
     # are embedded by the teacher when a batch first needs them, so a large bitext costs only what

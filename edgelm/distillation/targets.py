@@ -2,7 +2,7 @@
 
 Computed per batch by the frozen teacher, or — with the teacher cache — kept from the first time each
 sentence was seen and reused on every later epoch, so the teacher runs once per sentence instead of
-once per step. The cache holds each sentence's real-token rows only (no padding), in float16.
+once per step. Only sentences that training reads again are kept (the batches are known in advance). The cache holds each sentence's real-token rows only (no padding), in float16.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ class TeacherTargets:
         self.hidden_idx = sorted({0, self.last, *[j + 1 for j in layer_map]})
         self.attn_idx = sorted(set(layer_map)) if attentions else []
         self.store: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor | None]] | None = {} if cache else None
+        self.keep: set[tuple[str, int]] | None = None  # with the cache: only these are stored (None: all)
         self.computed = self.reused = 0
 
     def bytes_per_sentence(self, length: int) -> int:
@@ -85,6 +86,7 @@ class TeacherTargets:
                            {j: out.attentions[j] for j in self.attn_idx}, self.last)
         keys = [(lang, int(i)) for i in indices]
         missing = [k for k, key in enumerate(keys) if key not in self.store]
+        once = {}
         if missing:
             rows = torch.as_tensor(missing)
             out = self._forward(ids[rows], mask[rows])
@@ -93,17 +95,17 @@ class TeacherTargets:
                 hidden = torch.stack([out.hidden_states[i][r, :n] for i in self.hidden_idx]).to("cpu", torch.float16)
                 att = (torch.stack([out.attentions[j][r, :, :n, :n] for j in self.attn_idx]).to("cpu", torch.float16)
                        if self.attn_idx else None)
-                self.store[keys[k]] = (hidden, att)
+                (self.store if self.keep is None or keys[k] in self.keep else once)[keys[k]] = (hidden, att)
         self.computed += len(missing)
         self.reused += len(keys) - len(missing)
-        return self._assemble(keys, ids.shape[1], ids.device)
+        return self._assemble(keys, ids.shape[1], ids.device, once)
 
-    def _assemble(self, keys, width: int, device) -> Targets:
+    def _assemble(self, keys, width: int, device, once: dict) -> Targets:
         cfg = self.teacher.config
         hidden = torch.zeros(len(self.hidden_idx), len(keys), width, cfg.hidden_size)
         att = torch.zeros(len(self.attn_idx), len(keys), cfg.num_attention_heads, width, width)
         for b, key in enumerate(keys):
-            h, a = self.store[key]
+            h, a = once[key] if key in once else self.store[key]
             n = h.shape[1]
             hidden[:, b, :n] = h
             if a is not None:
