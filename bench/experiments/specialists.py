@@ -244,13 +244,18 @@ def main(args) -> dict:
             **{f"specialist {d}": f"{routed}@{d}" for d in domains},
             "SCAR oracle": f"{routed}@oracle", "SCAR learned": f"{routed}@learned", "dense mixture": f"{routed}@dense",
             "SCAR learned, teacher as general": f"{routed_t}@learned"}
-    # rows that do not route (the experts alone, oracle) are cached by the experts they run; routed rows by
-    # the routers too, so a new router re-evaluates only those
-    experts_key = _key(*[(routed / "experts" / safe_name(e) / "config.json").read_text() for e in sorted(meta["sources"])])
+    # rows that do not route (an expert alone, oracle) are cached by the weights of the experts they run,
+    # routed rows by the routers too: a new general expert re-evaluates only the rows that run it
+    from edgelm.hashing import sha256_file
+
+    weights = {e: sha256_file(routed / "experts" / safe_name(e) / "model.safetensors") for e in meta["sources"]}
+    runs = {"general expert": ["general"], **{f"specialist {d}": [d] for d in domains}, "SCAR oracle": sorted(weights)}
     key = _key((routed / "routed.json").read_text(), (routed_t / "routed.json").read_text())
     routed_rows = ("SCAR learned", "dense mixture", "SCAR learned, teacher as general")
-    reports = evaluate_rows({k: v for k, v in rows.items() if k not in routed_rows and k != "teacher"},
-                            out / "eval" / f"experts-{experts_key}", args.data, tasks=TASKS)
+    reports = {}
+    for name, experts in runs.items():
+        reports |= evaluate_rows({name: rows[name]}, out / "eval" / f"weights-{_key(*(weights[e] for e in experts))}",
+                                 args.data, tasks=TASKS)
     reports |= evaluate_rows({"teacher": rows["teacher"]}, out / "eval" / "teacher", args.data, tasks=TASKS)
     reports |= evaluate_rows({k: rows[k] for k in routed_rows}, out / "eval" / key, args.data, tasks=TASKS)
     reports = {k: reports[k] for k in rows}
