@@ -212,14 +212,15 @@ def train_general(cfg: DistillConfig, teacher, student, kept_ids: np.ndarray, co
     # embedding terms the top layer's value/output/feed-forward weights get no gradient.
     model = world.wrap(student, device, unused=not (cfg.alpha_hidden or cfg.alpha_embed))
 
-    targets = TeacherTargets(teacher, to_teacher, lmap, attentions=bool(cfg.alpha_attn),
-                             autocast=hw.precision.autocast, cache=teacher_cache)
+    again = None
     if teacher_cache:
         # the batches are known in advance: keep only the sentences the remaining steps read again
         # (a large corpus read once would fill RAM for nothing)
         draws = batches.draws(range(step, cfg.steps))
         again = {key for key, n in draws.items() if n > 1}
-        targets.keep = again
+    targets = TeacherTargets(teacher, to_teacher, lmap, attentions=bool(cfg.alpha_attn),
+                             autocast=hw.precision.autocast, cache=teacher_cache, keep=again)
+    if teacher_cache:
         by_lang: dict[str, list[int]] = {}
         for lang, i in again:
             by_lang.setdefault(lang, []).append(i)

@@ -40,16 +40,17 @@ def available_memory() -> int | None:
 
 
 class TeacherTargets:
-    """`targets(lang, indices, ids, mask)`: the teacher's outputs for a batch, from the cache if on."""
+    """`targets(lang, indices, ids, mask)`: the teacher's outputs for a batch, from the cache if on
+    (`keep`: the sentences worth storing, those read again; None: every one)."""
 
     def __init__(self, teacher, to_teacher: torch.Tensor, layer_map: list[int], *, attentions: bool,
-                 autocast, cache: bool = False):
+                 autocast, cache: bool = False, keep: set[tuple[str, int]] | None = None):
         self.teacher, self.to_teacher, self.autocast = teacher, to_teacher, autocast
         self.last = teacher.config.num_hidden_layers
         self.hidden_idx = sorted({0, self.last, *[j + 1 for j in layer_map]})
         self.attn_idx = sorted(set(layer_map)) if attentions else []
         self.store: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor | None]] | None = {} if cache else None
-        self.keep: set[tuple[str, int]] | None = None  # with the cache: only these are stored (None: all)
+        self.keep = keep  # with the cache: only these (language, index) are stored (None: all)
         self.computed = self.reused = 0
 
     def bytes_per_sentence(self, length: int) -> int:
