@@ -58,17 +58,28 @@ def router_corpus(args) -> dict[str, str]:
     return dict(item.split("=", 1) for item in args.router_corpus if item)
 
 
+def _same_weights(source: Path, copy: Path) -> bool:
+    from edgelm.hashing import sha256_file
+
+    a, b = Path(source) / "model.safetensors", copy / "model.safetensors"
+    return a.is_file() and b.is_file() and sha256_file(a) == sha256_file(b)
+
+
 def build(routed: Path, students: dict[str, Path], general: Path, args, data: list[str]) -> dict:
-    """`edgelm route build`, again (--overwrite) when the folder's router was trained otherwise than asked."""
+    """`edgelm route build`, again (--overwrite) when the folder's router was trained otherwise than asked
+    or its experts are not these students (another path, or weights retrained since)."""
     corpus = router_corpus(args)
     want = {"steps": args.router_steps, "heldout": args.heldout.split(",") if args.heldout else [],
             "corpora": sorted(corpus.values())}
+    sources = {"general": general, **students}
     if (routed / "routed.json").is_file():
         meta = json.loads((routed / "routed.json").read_text())
         r = meta["router"]
         have = {"steps": r["steps"], "heldout": r["heldout"],
                 "corpora": sorted(f for c in r.get("corpora", {}).values() for f in c["files"])}
-        if have == want:
+        same_experts = (meta["sources"] == {k: str(v) for k, v in sources.items()}
+                        and all(_same_weights(v, routed / "experts" / safe_name(k)) for k, v in sources.items()))
+        if have == want and same_experts:
             return meta
     run_child([*EDGELM, "route", "build", *[a for lang, f in students.items() for a in ("--expert", f"{lang}={f}")],
                "--general", str(general), "--out", str(routed), "--router-steps", str(args.router_steps),
