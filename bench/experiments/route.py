@@ -184,12 +184,13 @@ def main(argv: list[str] | None = None) -> None:
     spec.add_argument("--specialist-steps", type=int, default=1500)
     spec.add_argument("--general", type=Path, default=None, help="the general expert's folder (default: a multi-target "
                       "student over the other SIB-200 languages, trained at OUT/general)")
-    spec.add_argument("--general-steps", type=int, default=2000)
+    spec.add_argument("--general-steps", type=int, default=4000)
     spec.add_argument("--general-vocab-threshold", type=float, default=5e-5,
                       help="the general expert's vocabulary trimming (its embeddings are most of its size)")
-    spec.add_argument("--general-args", default="", metavar="ARGS",
-                      help="more `edgelm distill` options for the general expert, e.g. \"--anchor-share 0.5 --corpus "
-                      "eng_Latn=PATH\" (trained at OUT/general-KEY, KEY from these options)")
+    spec.add_argument("--general-args", default=None, metavar="ARGS",
+                      help="more `edgelm distill` options for the general expert (default: \"--source-share 0.5 "
+                      "--anchor-share 0.5 --corpus eng_Latn=DATA/corpus/eng_Latn.txt.gz\"; trained at "
+                      "OUT/general-KEY, KEY from its steps and these options)")
     spec.add_argument("--teacher", default="e5-small")
     spec.add_argument("--router-corpus", action="append", default=None, metavar="LANG=PATH",
                       help="more router text (repeatable; default: hau_Latn's corpus, labelled general)")

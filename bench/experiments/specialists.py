@@ -65,6 +65,18 @@ def _same_weights(source: Path, copy: Path) -> bool:
     return a.is_file() and b.is_file() and sha256_file(a) == sha256_file(b)
 
 
+def general_args(args) -> str:
+    """`--general-args`; by default half of the general expert's steps on English (`--source-share`), half
+    of each target batch anchored, and English corpus text where the data folder has it: its English is
+    what the other side of every routed retrieval pair runs on."""
+    from edgelm.data.locate import data_root
+
+    if args.general_args is not None:
+        return args.general_args
+    eng = data_root(args.data) / "corpus" / f"{SOURCE}.txt.gz"
+    return "--source-share 0.5 --anchor-share 0.5" + (f" --corpus {SOURCE}={shlex.quote(str(eng))}" if eng.is_file() else "")
+
+
 def build(routed: Path, students: dict[str, Path], general: Path, args, data: list[str]) -> dict:
     """`edgelm route build`, again (--overwrite) when the folder's router was trained otherwise than asked
     or its experts are not these students (another path, or weights retrained since)."""
@@ -243,8 +255,9 @@ def main(args) -> dict:
     students_dir = args.students or out / "students"
     students = {d: distill(students_dir / d, d, args.specialist_steps, args.layers, data) for d in domains}
     others = ",".join(lang for lang in sib200_languages(data_root(args.data)) if lang != SOURCE)
+    args.general_args = general_args(args)
     extra = shlex.split(args.general_args)
-    general_run = out / ("general" if not extra else f"general-{_key(*extra)}")  # new options: a new student
+    general_run = out / f"general-{_key(str(args.general_steps), *extra)}"  # other options: another student
     general = args.general or distill(general_run, others, args.general_steps, args.layers, data,
                                       ["--vocab-threshold", str(args.general_vocab_threshold), *extra])
     teacher = resolve_model(args.teacher)
@@ -294,7 +307,7 @@ def main(args) -> dict:
         mean_experts[name] = routing["mean_experts"] if routing else 1.0
     res = {"machine": machine_info(), "domains": domains, "routed": meta, "routed_teacher_general": meta_t,
            "students": {d: str(f) for d, f in students.items()}, "general": str(general),
-           "general_args": args.general_args, "teacher": args.teacher,
+           "general_args": args.general_args, "general_steps": args.general_steps, "teacher": args.teacher,
            "matrices": matrices, "metrics": metrics, "mean_experts": mean_experts, "sizes_mb": sizes,
            "latency": latency(timed, args.data), "bundle": str(bundle)}
     res["targets"] = targets(res)
