@@ -137,12 +137,16 @@ def test_cli_on_json_and_tsv(cli, tmp_path):
     assert_user_error(cli("metrics", str(tmp_path / "none.json")), "no score matrix")
 
 
-def test_eval_domains_builds_matrices_metrics_reads(cli, tiny_teacher, teacher_dir, tmp_path):
-    """Languages and SIB-200 topics as domains, from real models on real data, straight into metrics."""
+def test_eval_domains_builds_matrices_metrics_reads(cli, tiny_teacher, teacher_dir, data_dir, tmp_path):
+    """Languages and SIB-200 topics as domains, from real models on real data (an evenly spaced slice of
+    SIB-200, as a device run would use), straight into metrics."""
+    from edgelm.benchmarks.subset import write_subset
+
     langs = "eng_Latn,swh_Latn"
+    sliced = ["--data", str(write_subset(data_dir, tmp_path / "data", langs.split(","), {"train": 280, "dev": 35, "test": 105}))]
     out = tmp_path / "langs.json"
     res = cli("eval", str(teacher_dir), str(tiny_teacher), "--domains", "languages", "--languages", langs,
-              "--json", "--out", str(out))
+              "--json", "--out", str(out), *sliced)
     assert res.code == 0, res.stderr
     m = json.loads(res.stdout)
     assert m["domains"] == langs.split(",") and list(m["scores"]) == [str(teacher_dir), str(tiny_teacher)]
@@ -152,7 +156,7 @@ def test_eval_domains_builds_matrices_metrics_reads(cli, tiny_teacher, teacher_d
     assert res.code == 0, res.stderr
     report = json.loads(res.stdout)
     assert report["gg"][str(teacher_dir)]["rel"] < 0  # better than the base everywhere: no gap
-    res = cli("eval", str(teacher_dir), str(tiny_teacher), "--domains", "topics", "--languages", langs, "--json")
+    res = cli("eval", str(teacher_dir), str(tiny_teacher), "--domains", "topics", "--languages", langs, "--json", *sliced)
     assert res.code == 0, res.stderr
     topics = json.loads(res.stdout)
     assert len(topics["domains"]) == 7
