@@ -19,6 +19,7 @@ Results: `results-route-specialists.json` / `.md` in --out and bench/results/rou
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shlex
@@ -58,11 +59,21 @@ def router_corpus(args) -> dict[str, str]:
     return dict(item.split("=", 1) for item in args.router_corpus if item)
 
 
+@functools.cache
+def _weights_sha(folder: Path) -> str | None:
+    """sha256 of a model folder's weights (None: none there); cached, so call it only on folders that do not
+    change during the run (the students, not the routed copies `build` may replace)."""
+    from edgelm.hashing import sha256_file
+
+    f = Path(folder) / "model.safetensors"
+    return sha256_file(f) if f.is_file() else None
+
+
 def _same_weights(source: Path, copy: Path) -> bool:
     from edgelm.hashing import sha256_file
 
-    a, b = Path(source) / "model.safetensors", copy / "model.safetensors"
-    return a.is_file() and b.is_file() and sha256_file(a) == sha256_file(b)
+    f = copy / "model.safetensors"
+    return _weights_sha(Path(source)) is not None and f.is_file() and sha256_file(f) == _weights_sha(Path(source))
 
 
 def general_args(args) -> str:
@@ -270,9 +281,7 @@ def main(args) -> dict:
             "SCAR learned, teacher as general": f"{routed_t}@learned"}
     # rows that do not route (an expert alone, oracle) are cached by the weights of the experts they run,
     # routed rows by the routers too: a new general expert re-evaluates only the rows that run it
-    from edgelm.hashing import sha256_file
-
-    weights = {e: sha256_file(routed / "experts" / safe_name(e) / "model.safetensors") for e in meta["sources"]}
+    weights = {e: _weights_sha(Path(src)) for e, src in meta["sources"].items()}  # = the routed copies, after build
     runs = {"general expert": ["general"], **{f"specialist {d}": [d] for d in domains}, "SCAR oracle": sorted(weights)}
     key = _key((routed / "routed.json").read_text(), (routed_t / "routed.json").read_text())
     routed_rows = ("SCAR learned", "dense mixture", "SCAR learned, teacher as general")

@@ -2,8 +2,8 @@
 
 Step s draws from language `s % n_languages`; within a language, batches walk through a fresh
 permutation each epoch. Optionally one language (the source) takes a fixed share of the steps and the
-others take the rest in turn: a multi-target student otherwise sees its source in one step of n. Nothing is stateful, so a resumed run sees exactly the batches an
-uninterrupted one would have. Optionally a fixed share of a language's batch comes from a subset of
+others take the rest in turn: a multi-target student otherwise sees its source in one step of n.
+Nothing is stateful, so a resumed run sees exactly the batches an uninterrupted one would have. Optionally a fixed share of a language's batch comes from a subset of
 its sentences (those with a translation anchor), walked the same way through its own permutations.
 """
 
@@ -45,14 +45,13 @@ class BalancedBatches:
         j = step - before  # the other languages' steps so far, taken in turn
         return self.others[j % len(self.others)], j // len(self.others)
 
-    def draws(self, steps: range) -> dict[tuple[str, int], int]:
-        """How often each (language, sentence index) is read over `steps`."""
-        seen: dict[tuple[str, int], int] = {}
+    def draws(self, steps: range) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per language, the sentence indices read over `steps` and how often each is read."""
+        read: dict[str, list[np.ndarray]] = {}
         for step in steps:
             lang, idx = self(step)
-            for i in idx.tolist():
-                seen[(lang, i)] = seen.get((lang, i), 0) + 1
-        return seen
+            read.setdefault(lang, []).append(idx)
+        return {lang: np.unique(np.concatenate(parts), return_counts=True) for lang, parts in read.items()}
 
     def _perm(self, key: tuple, n: int) -> np.ndarray:
         if key not in self._perm_cache:

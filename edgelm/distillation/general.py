@@ -216,18 +216,15 @@ def train_general(cfg: DistillConfig, teacher, student, kept_ids: np.ndarray, co
     if teacher_cache:
         # the batches are known in advance: keep only the sentences the remaining steps read again
         # (a large corpus read once would fill RAM for nothing)
-        draws = batches.draws(range(step, cfg.steps))
-        again = {key for key, n in draws.items() if n > 1}
+        reads = batches.draws(range(step, cfg.steps))
+        again = {lang: idx[n > 1] for lang, (idx, n) in reads.items()}
     targets = TeacherTargets(teacher, to_teacher, lmap, attentions=bool(cfg.alpha_attn),
                              autocast=hw.precision.autocast, cache=teacher_cache, keep=again)
     if teacher_cache:
-        by_lang: dict[str, list[int]] = {}
-        for lang, i in again:
-            by_lang.setdefault(lang, []).append(i)
-        targets.check_fits([n for lang, idx in by_lang.items() for n in corpora[lang].lengths(np.sort(idx)).tolist()],
+        targets.check_fits([n for lang, idx in again.items() for n in corpora[lang].lengths(idx).tolist()],
                            say, copies=world.local_size)
-        say(f"teacher cache: {len(again)} of the {len(draws)} sentences this run reads are read again and kept; "
-            f"the teacher runs for the rest each time")
+        say(f"teacher cache: {sum(map(len, again.values()))} of the {sum(len(i) for i, _ in reads.values())} "
+            "sentences this run reads are read again and kept; the teacher runs for the rest each time")
     # Each sentence's anchor in the teacher's source-language space: its own embedding for source
     # sentences with a translation, its translation's for target sentences (index -1: none). Anchors
     # are embedded by the teacher when a batch first needs them, so a large bitext costs only what

@@ -2,14 +2,17 @@
 
 Computed per batch by the frozen teacher, or — with the teacher cache — kept from the first time each
 sentence was seen and reused on every later epoch, so the teacher runs once per sentence instead of
-once per step. Only sentences that training reads again are kept (the batches are known in advance). The cache holds each sentence's real-token rows only (no padding), in float16.
+once per step. Only sentences that training reads again are kept (the batches are known in advance).
+The cache holds each sentence's real-token rows only (no padding), in float16.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from edgelm.errors import EdgelmError
@@ -44,13 +47,14 @@ class TeacherTargets:
     (`keep`: the sentences worth storing, those read again; None: every one)."""
 
     def __init__(self, teacher, to_teacher: torch.Tensor, layer_map: list[int], *, attentions: bool,
-                 autocast, cache: bool = False, keep: set[tuple[str, int]] | None = None):
+                 autocast, cache: bool = False, keep: Mapping[str, np.ndarray] | None = None):
         self.teacher, self.to_teacher, self.autocast = teacher, to_teacher, autocast
         self.last = teacher.config.num_hidden_layers
         self.hidden_idx = sorted({0, self.last, *[j + 1 for j in layer_map]})
         self.attn_idx = sorted(set(layer_map)) if attentions else []
         self.store: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor | None]] | None = {} if cache else None
-        self.keep = keep  # with the cache: only these (language, index) are stored (None: all)
+        # with the cache: only these sentence indices of each language are stored (None: all)
+        self.keep = None if keep is None else {lang: set(idx.tolist()) for lang, idx in keep.items()}
         self.computed = self.reused = 0
 
     def bytes_per_sentence(self, length: int) -> int:
@@ -96,7 +100,8 @@ class TeacherTargets:
                 hidden = torch.stack([out.hidden_states[i][r, :n] for i in self.hidden_idx]).to("cpu", torch.float16)
                 att = (torch.stack([out.attentions[j][r, :, :n, :n] for j in self.attn_idx]).to("cpu", torch.float16)
                        if self.attn_idx else None)
-                (self.store if self.keep is None or keys[k] in self.keep else once)[keys[k]] = (hidden, att)
+                kept = self.keep is None or keys[k][1] in self.keep.get(lang, ())
+                (self.store if kept else once)[keys[k]] = (hidden, att)
         self.computed += len(missing)
         self.reused += len(keys) - len(missing)
         return self._assemble(keys, ids.shape[1], ids.device, once)
