@@ -68,6 +68,28 @@ def test_a_tagger_distils_from_the_users_conll_data(ner_run, ner_task):
     assert edgelm.describe(ner_run / "task")["kind"] == "task_model"
 
 
+def test_the_teacher_cache_runs_the_task_teacher_once_per_training_row(cli, tiny_teacher, ner_run, ner_task, data_dir,
+                                                                        tmp_path):
+    """Phase 2 with --teacher-cache: the same tagger as without it (to the cache's float16), the teacher
+    run once per training row instead of once per row and epoch."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "cached"
+    out.mkdir()
+    for name in ("run.json", "vocab.json", "general"):
+        (shutil.copytree if (ner_run / name).is_dir() else shutil.copy)(ner_run / name, out / name)
+    result = cli("distill", "--teacher", str(tiny_teacher), "--phase", "task", "--task", str(ner_task), "--target", "hau_Latn",
+                 "--corpus", f"hau_Latn={data_dir / 'corpus' / 'hau_Latn.txt.gz'}", "--out", str(out), *FAST,
+                 "--task-teacher", str(ner_run / "task_teacher"), "--teacher-cache")
+    assert result.code == 0, result.stderr
+    assert "teacher cache: 160 sentences" in result.stderr
+    info = json.loads((out / "run.json").read_text())["task"]["teacher_cache"]
+    assert info == {"sentences_cached": 160, "teacher_passes": 160, "reused": 160}  # 2 epochs of 160 rows
+    plain, cached = load_file(ner_run / "task" / "model.safetensors"), load_file(out / "task" / "model.safetensors")
+    assert plain.keys() == cached.keys()
+    assert max(float((plain[k] - cached[k]).abs().max()) for k in plain) < 1e-3
+
+
 def test_eval_scores_a_tagger_per_language_with_entity_f1(cli, ner_run, ner_task):
     result = cli("eval", str(ner_run / "task"), "--task", str(ner_task), "--languages", "hau_Latn,swh_Latn", "--json")
     assert result.code == 0, result.stderr

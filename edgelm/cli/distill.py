@@ -72,9 +72,10 @@ def distill_command(
                                                 "loss scaler, on a GPU only).")] = "fp32",
     grad_accum: Annotated[int, typer.Option(help="Micro-batches per global batch on each rank: the same --batch-size "
                                                  "in less memory.")] = 1,
-    teacher_cache: Annotated[bool, typer.Option(help="Phase 1: keep the teacher's targets in RAM after each sentence's "
-                                                     "first pass (it prints the RAM it needs), instead of running "
-                                                     "the teacher every step.")] = False,
+    teacher_cache: Annotated[bool, typer.Option(help="Keep the teacher's targets in RAM after each sentence's first "
+                                                     "pass (it prints the RAM it needs), instead of running the "
+                                                     "teacher again: phase 1 for sentences read again, phase 2 for "
+                                                     "every training row (read once per epoch).")] = False,
     threads: Annotated[Optional[int], typer.Option(help="torch threads.")] = None,
     data: Annotated[Optional[Path], typer.Option(help="Data folder.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,

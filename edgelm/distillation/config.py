@@ -67,7 +67,7 @@ class DistillConfig:
     device: str = "auto"  # auto | cpu | cuda | mps (auto: CUDA, then MPS, then the CPU)
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 with a loss scaler, GPU only)
     grad_accum: int = 1  # micro-batches per global batch on each rank (the batch stays --batch-size)
-    teacher_cache: bool = False  # keep the teacher's phase-1 targets in RAM after a sentence's first pass
+    teacher_cache: bool = False  # keep the teacher's targets (both phases) in RAM after a sentence's first pass
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):

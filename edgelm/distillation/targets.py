@@ -1,9 +1,11 @@
-"""The teacher's side of phase 1: the hidden states and attention maps a student is matched to.
+"""The teacher's side of distillation: the hidden states and attention maps a student is matched to,
+and in phase 2 the task teacher's logits.
 
 Computed per batch by the frozen teacher, or — with the teacher cache — kept from the first time each
 sentence was seen and reused on every later epoch, so the teacher runs once per sentence instead of
 once per step. Only sentences that training reads again are kept (the batches are known in advance).
-The cache holds each sentence's real-token rows only (no padding), in float16.
+The cache holds each sentence's real-token rows only (no padding): states and attentions in float16,
+logits in float32 (they are small, and the distillation target itself).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class Targets:
     hidden: dict[int, torch.Tensor]  # (batch, width, dim)
     attentions: dict[int, torch.Tensor]  # (batch, heads, width, width)
     last: int  # the index of the last hidden state (the sentence embedding's layer)
+    logits: torch.Tensor | None = None  # phase 2: (batch, labels) per sentence or (batch, width, labels) per token
 
 
 def available_memory() -> int | None:
@@ -44,11 +47,12 @@ def available_memory() -> int | None:
 
 class TeacherTargets:
     """`targets(lang, indices, ids, mask)`: the teacher's outputs for a batch, from the cache if on
-    (`keep`: the sentences worth storing, those read again; None: every one)."""
+    (`keep`: the sentences worth storing, those read again; None: every one). `logits`: the teacher has a
+    task head whose logits are targets too (phase 2)."""
 
     def __init__(self, teacher, to_teacher: torch.Tensor, layer_map: list[int], *, attentions: bool,
-                 autocast, cache: bool = False, keep: Mapping[str, np.ndarray] | None = None):
-        self.teacher, self.to_teacher, self.autocast = teacher, to_teacher, autocast
+                 autocast, cache: bool = False, keep: Mapping[str, np.ndarray] | None = None, logits: bool = False):
+        self.teacher, self.to_teacher, self.autocast, self.logits = teacher, to_teacher, autocast, logits
         self.last = teacher.config.num_hidden_layers
         self.hidden_idx = sorted({0, self.last, *[j + 1 for j in layer_map]})
         self.attn_idx = sorted(set(layer_map)) if attentions else []
@@ -60,8 +64,9 @@ class TeacherTargets:
     def bytes_per_sentence(self, length: int) -> int:
         """float16 bytes the cache keeps for a sentence of `length` tokens."""
         cfg = self.teacher.config
+        labels = 4 * getattr(cfg, "num_labels", 0) * length if self.logits else 0  # (per token: the upper bound)
         return 2 * length * (len(self.hidden_idx) * cfg.hidden_size
-                             + len(self.attn_idx) * cfg.num_attention_heads * length)
+                             + len(self.attn_idx) * cfg.num_attention_heads * length) + labels
 
     def check_fits(self, lengths: list[int], note, copies: int = 1) -> int:
         """The cache's size for sentences of `lengths` (times `copies`: ranks on this machine each keep
@@ -88,7 +93,8 @@ class TeacherTargets:
             out = self._forward(ids, mask)
             self.computed += len(ids)
             return Targets({i: out.hidden_states[i] for i in self.hidden_idx},
-                           {j: out.attentions[j] for j in self.attn_idx}, self.last)
+                           {j: out.attentions[j] for j in self.attn_idx}, self.last,
+                           out.logits if self.logits else None)
         keys = [(lang, int(i)) for i in indices]
         missing = [k for k, key in enumerate(keys) if key not in self.store]
         once = {}
@@ -100,8 +106,12 @@ class TeacherTargets:
                 hidden = torch.stack([out.hidden_states[i][r, :n] for i in self.hidden_idx]).to("cpu", torch.float16)
                 att = (torch.stack([out.attentions[j][r, :, :n, :n] for j in self.attn_idx]).to("cpu", torch.float16)
                        if self.attn_idx else None)
+                logit = None
+                if self.logits:
+                    logit = out.logits[r] if out.logits.dim() == 2 else out.logits[r, :n]
+                    logit = logit.to("cpu", torch.float32)
                 kept = self.keep is None or keys[k][1] in self.keep.get(lang, ())
-                (self.store if kept else once)[keys[k]] = (hidden, att)
+                (self.store if kept else once)[keys[k]] = (hidden, att, logit)
         self.computed += len(missing)
         self.reused += len(keys) - len(missing)
         return self._assemble(keys, ids.shape[1], ids.device, once)
@@ -110,12 +120,19 @@ class TeacherTargets:
         cfg = self.teacher.config
         hidden = torch.zeros(len(self.hidden_idx), len(keys), width, cfg.hidden_size)
         att = torch.zeros(len(self.attn_idx), len(keys), cfg.num_attention_heads, width, width)
-        for b, key in enumerate(keys):
-            h, a = once[key] if key in once else self.store[key]
+        rows = [once[key] if key in once else self.store[key] for key in keys]
+        logits = None
+        if self.logits:  # padded positions stay 0: no loss reads them
+            first = rows[0][2]
+            logits = torch.zeros(len(keys), *((width,) if first.dim() == 2 else ()), first.shape[-1])
+        for b, (h, a, logit) in enumerate(rows):
             n = h.shape[1]
             hidden[:, b, :n] = h
             if a is not None:
                 att[:, b, :, :n, :n] = a
+            if logits is not None:
+                logits[b, : len(logit)] = logit  # a token row's n real tokens, or a sentence's labels
         hidden, att = hidden.to(device), att.to(device)
         return Targets({i: hidden[k] for k, i in enumerate(self.hidden_idx)},
-                       {j: att[k] for k, j in enumerate(self.attn_idx)}, self.last)
+                       {j: att[k] for k, j in enumerate(self.attn_idx)}, self.last,
+                       None if logits is None else logits.to(device))

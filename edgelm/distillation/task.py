@@ -33,10 +33,11 @@ from edgelm.distillation.losses import attention_mse, hidden_mse, logit_kd
 from edgelm.distillation.lt_sft import mask_gradients, select_mask
 from edgelm.distillation.state import load_checkpoint, save_checkpoint
 from edgelm.distillation.student import layer_map
+from edgelm.distillation.targets import TeacherTargets
 from edgelm.distillation.task_data import PhaseTwoData, phase_two_data
 from edgelm.errors import EdgelmError
 from edgelm.kernels.sparse_diff import SparseDiff
-from edgelm.progress import progress_bar
+from edgelm.progress import notice, progress_bar
 from edgelm.task_model import save_task_model
 from edgelm.tensorfile import read_tensors
 
@@ -174,6 +175,14 @@ def train_task(cfg: DistillConfig, teacher_path: Path, out: Path, *, data_root: 
         state = load_checkpoint(ckpt, student, opt)
         if state["stage"] >= 1:
             masks = {n: m.bool().to(hw.device) for n, m in read_tensors(mask_file, "the LT-SFT mask")[1].items()}
+    # Every epoch reads every training row: with the cache the teacher runs once per row, not once per epoch.
+    targets = TeacherTargets(teacher, kept, lmap, attentions=bool(cfg.alpha_task_attn), autocast=hw.precision.autocast,
+                             cache=cfg.teacher_cache, logits=True)
+    epochs_left = sum(e for _, e in stages[state["stage"]:]) - state["epoch"]
+    if cfg.teacher_cache and epochs_left > 1:
+        lengths = [int(n) for i in range(0, len(train), 256) for n in
+                   data.batch(tokenizer, train[i : i + 256], prefix, cfg.max_length)[0]["attention_mask"].sum(1)]
+        targets.check_fits(lengths, notice)
     started = time.perf_counter()
     total = sum(e for _, e in stages) * -(-len(train) // cfg.task_batch_size)
     done_steps = (sum(e for _, e in stages[: state["stage"]]) + state["epoch"]) * -(-len(train) // cfg.task_batch_size)
@@ -186,18 +195,16 @@ def train_task(cfg: DistillConfig, teacher_path: Path, out: Path, *, data_root: 
                 student.train()
                 for idx in _batches(len(train), cfg.task_batch_size, cfg.seed, 1000 * state["stage"] + state["epoch"]):
                     b, y = _to(hw.device, *data.batch(tokenizer, [train[i] for i in idx], prefix, cfg.max_length))
-                    with torch.no_grad(), hw.precision.autocast():
-                        t_out = teacher(input_ids=kept[b["input_ids"]], attention_mask=b["attention_mask"],
-                                        output_hidden_states=True, output_attentions=bool(cfg.alpha_task_attn))
+                    t = targets("task", idx, b["input_ids"], b["attention_mask"])
                     with hw.precision.autocast():
                         s_out = student(**b, output_hidden_states=True, output_attentions=bool(cfg.alpha_task_attn))
                     s_logits, gold = data.pick(s_out.logits.float(), y)
-                    loss = cfg.alpha_kd * logit_kd(s_logits, data.pick(t_out.logits.float(), y)[0], cfg.temperature)
+                    loss = cfg.alpha_kd * logit_kd(s_logits, data.pick(t.logits.float(), y)[0], cfg.temperature)
                     if cfg.alpha_task_hidden:
-                        loss = loss + cfg.alpha_task_hidden * hidden_mse(s_out.hidden_states, t_out.hidden_states,
-                                                                         lmap, b["attention_mask"])
+                        loss = loss + cfg.alpha_task_hidden * hidden_mse(s_out.hidden_states, t.hidden, lmap,
+                                                                         b["attention_mask"])
                     if cfg.alpha_task_attn:
-                        loss = loss + cfg.alpha_task_attn * attention_mse(s_out.attentions, t_out.attentions, lmap,
+                        loss = loss + cfg.alpha_task_attn * attention_mse(s_out.attentions, t.attentions, lmap,
                                                                           b["attention_mask"])
                     if cfg.alpha_gold:
                         loss = loss + cfg.alpha_gold * F.cross_entropy(s_logits, gold)
@@ -248,9 +255,13 @@ def train_task(cfg: DistillConfig, teacher_path: Path, out: Path, *, data_root: 
                                 "source": cfg.source, "student": str(general), "languages": cfg.languages,
                                 "trained_on": data.languages, "setting": data.setting, "density": cfg.density})
     dev_acc = data.score(student, tokenizer, dev, prefix, cfg.max_length)
-    return {"task_teacher": teacher_info, "k": k, "body_parameters": n_body, "nnz": diff.nnz,
+    summary = {"task_teacher": teacher_info, "k": k, "body_parameters": n_body, "nnz": diff.nnz,
             score_key: dev_acc, "dev_metric": data.metric, "history": state["history"],
             "train_seconds": round(state["elapsed_s"], 1),
             "data": {"task": data.identity.get("name"), "kind": data.kind, "scheme": data.scheme,
                      "labels": data.labels, "setting": data.setting, "trained_on": data.languages,
                      "train_rows": len(train), "dev_rows": len(dev), "dev": data.dev_note or "dev split"}}
+    if cfg.teacher_cache:  # this process's counts (a resumed run starts its cache again)
+        summary["teacher_cache"] = {"sentences_cached": len(targets.store), "teacher_passes": targets.computed,
+                                    "reused": targets.reused}
+    return summary
