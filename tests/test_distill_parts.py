@@ -202,3 +202,20 @@ def test_source_share_gives_the_source_its_fraction_of_steps_and_the_rest_take_t
     for bad in (0.0, 1.0, 1.5):
         with pytest.raises(EdgelmError, match="--source-share"):
             DistillConfig(source_share=bad)
+
+
+def test_phase_two_epochs_mix_unlabelled_target_batches_and_zero_changes_nothing():
+    from edgelm.distillation.task import _batches, epoch_plan
+
+    plain = epoch_plan(100, 16, seed=0, epoch=3)
+    assert [o for o, _ in plain] == ["task"] * 7
+    assert all(np.array_equal(a, b) for (_, a), b in zip(plain, _batches(100, 16, 0, 3)))  # BiStil's epochs, unchanged
+    mixed = epoch_plan(100, 16, seed=0, epoch=3, n_extra_rows=40, extra_batches=7)
+    origins = [o for o, _ in mixed]
+    assert origins.count("target") == 7 and origins != ["task"] * 7 + ["target"] * 7  # spread through the epoch
+    labelled = np.concatenate([idx for o, idx in mixed if o == "task"])
+    assert sorted(labelled.tolist()) == list(range(100))  # every labelled row once
+    extra = np.concatenate([idx for o, idx in mixed if o == "target"])
+    assert len(extra) == 112 and np.bincount(extra, minlength=40).min() >= 2  # the pool cycled, 2.8 times
+    again = epoch_plan(100, 16, seed=0, epoch=3, n_extra_rows=40, extra_batches=7)
+    assert all(o == p and np.array_equal(a, b) for (o, a), (p, b) in zip(mixed, again))  # resume-exact

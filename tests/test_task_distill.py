@@ -68,6 +68,18 @@ def test_a_tagger_distils_from_the_users_conll_data(ner_run, ner_task):
     assert edgelm.describe(ner_run / "task")["kind"] == "task_model"
 
 
+def _phase_two_again(cli, tiny_teacher, ner_run, ner_task, data_dir, out: Path, *extra: str):
+    """Phase 2 once more on a copy of `ner_run`'s phase-1 student, with its task teacher."""
+    out.mkdir()
+    for name in ("run.json", "vocab.json", "general"):
+        (shutil.copytree if (ner_run / name).is_dir() else shutil.copy)(ner_run / name, out / name)
+    result = cli("distill", "--teacher", str(tiny_teacher), "--phase", "task", "--task", str(ner_task), "--target",
+                 "hau_Latn", "--corpus", f"hau_Latn={data_dir / 'corpus' / 'hau_Latn.txt.gz'}", "--out", str(out),
+                 *FAST, "--task-teacher", str(ner_run / "task_teacher"), *extra)
+    assert result.code == 0, result.stderr
+    return result
+
+
 def test_the_teacher_cache_runs_the_task_teacher_once_per_training_row(cli, tiny_teacher, ner_run, ner_task, data_dir,
                                                                         tmp_path):
     """Phase 2 with --teacher-cache: the same tagger as without it (to the cache's float16), the teacher
@@ -75,19 +87,30 @@ def test_the_teacher_cache_runs_the_task_teacher_once_per_training_row(cli, tiny
     from safetensors.torch import load_file
 
     out = tmp_path / "cached"
-    out.mkdir()
-    for name in ("run.json", "vocab.json", "general"):
-        (shutil.copytree if (ner_run / name).is_dir() else shutil.copy)(ner_run / name, out / name)
-    result = cli("distill", "--teacher", str(tiny_teacher), "--phase", "task", "--task", str(ner_task), "--target", "hau_Latn",
-                 "--corpus", f"hau_Latn={data_dir / 'corpus' / 'hau_Latn.txt.gz'}", "--out", str(out), *FAST,
-                 "--task-teacher", str(ner_run / "task_teacher"), "--teacher-cache")
-    assert result.code == 0, result.stderr
+    result = _phase_two_again(cli, tiny_teacher, ner_run, ner_task, data_dir, out, "--teacher-cache")
     assert "teacher cache: 160 sentences" in result.stderr
     info = json.loads((out / "run.json").read_text())["task"]["teacher_cache"]
     assert info == {"sentences_cached": 160, "teacher_passes": 160, "reused": 160}  # 2 epochs of 160 rows
     plain, cached = load_file(ner_run / "task" / "model.safetensors"), load_file(out / "task" / "model.safetensors")
     assert plain.keys() == cached.keys()
     assert max(float((plain[k] - cached[k]).abs().max()) for k in plain) < 1e-3
+
+
+def test_unlabelled_target_text_joins_phase_two_with_the_teachers_tags(cli, tiny_teacher, ner_run, ner_task, data_dir,
+                                                                       tmp_path):
+    """--task-target-share 0.5: as many batches of Hausa text (phase 1's corpus, no labels) as of English
+    rows, the task teacher's per-word predictions their targets; the labelled rows are still read once
+    an epoch, and the cache holds both."""
+    out = tmp_path / "target"
+    _phase_two_again(cli, tiny_teacher, ner_run, ner_task, data_dir, out, "--task-target-share", "0.5",
+                     "--teacher-cache")
+    run = json.loads((out / "run.json").read_text())
+    assert run["identity"] == json.loads((ner_run / "run.json").read_text())["identity"]  # phase 1 untouched
+    task = run["task"]
+    assert task["target_text"] == {"languages": ["hau_Latn"], "rows": 160, "share": 0.5, "batches_per_epoch": 20}
+    # 2 epochs of 20 labelled + 20 unlabelled batches of 8: the 160 + 160 rows, each read once an epoch
+    assert task["teacher_cache"] == {"sentences_cached": 320, "teacher_passes": 320, "reused": 320}
+    assert len(task["history"]) == 2 and 0 <= task["dev_score"] <= 1
 
 
 def test_eval_scores_a_tagger_per_language_with_entity_f1(cli, ner_run, ner_task):
@@ -176,6 +199,10 @@ def test_bad_task_inputs_are_one_line_and_write_nothing(cli, tiny_teacher, ner_r
                           "--task-teacher", str(ner_run / "task_teacher")), "needs a sequence classifier")
     assert_user_error(cli("distill", *base, "--task", str(ner_task), "--source", "swh_Latn", "--target", "hin_Deva",
                           "--out", str(out)), "has no training split in swh_Latn, hin_Deva")
+    assert_user_error(cli("distill", *base, "--task", str(ner_task), "--task-target-share", "1", "--out", str(out)),
+                      "in [0, 1)")
+    assert_user_error(cli("distill", *base, "--task", str(data_dir / "sentiment" / "afrisenti"), "--target",
+                          "swh_Latn", "--task-target-share", "0.5", "--out", str(out)), "has training rows in swh_Latn")
     assert not out.exists()
     before = tree_snapshot(ner_run)
     assert_user_error(cli("distill", "--teacher", str(tiny_teacher), "--task", str(pos), "--target", "hau_Latn",

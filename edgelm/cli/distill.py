@@ -59,6 +59,10 @@ def distill_command(
     full_epochs: Annotated[int, typer.Option(help="LT-SFT full-training epochs.")] = 4,
     sparse_epochs: Annotated[int, typer.Option(help="LT-SFT sparse-training epochs.")] = 6,
     alpha_gold: Annotated[float, typer.Option(help="Weight of the gold-label loss in phase 2.")] = 0.0,
+    task_target_share: Annotated[float, typer.Option(help="Phase 2: fraction of batches of unlabelled text of the "
+                                                          "target languages without labels (phase 1's text), the "
+                                                          "task teacher's predictions their only targets (0: "
+                                                          "BiStil, labelled rows only).")] = 0.0,
     teacher_epochs: Annotated[int, typer.Option(help="Fine-tuning epochs of the task teacher.")] = 4,
     teacher_lr: Annotated[float, typer.Option(help="Fine-tuning learning rate of the task teacher.")] = 5e-5,
     task_lr: Annotated[float, typer.Option(help="Phase-2 (LT-SFT) learning rate of the student.")] = 1e-4,
@@ -93,7 +97,8 @@ def distill_command(
                       alpha_attn=alpha_attn, alpha_embed=alpha_embed, alpha_parallel=alpha_parallel,
                       alpha_contrastive=alpha_contrastive, anchor_share=anchor_share,
                       source_share=source_share, density=density, full_epochs=full_epochs,
-                      sparse_epochs=sparse_epochs, alpha_gold=alpha_gold, task_teacher=task_teacher,
+                      sparse_epochs=sparse_epochs, alpha_gold=alpha_gold, task_target_share=task_target_share,
+                      task_teacher=task_teacher,
                       teacher_epochs=teacher_epochs, teacher_lr=teacher_lr, task_lr=task_lr,
                       checkpoint_every=checkpoint_every, seed=seed, device=device, precision=precision,
                       grad_accum=grad_accum, teacher_cache=teacher_cache)

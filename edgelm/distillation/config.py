@@ -62,6 +62,8 @@ class DistillConfig:
     alpha_gold: float = 0.0  # gold-label cross-entropy (BiStil: 0)
     alpha_task_hidden: float = 1.0
     alpha_task_attn: float = 1.0
+    task_target_share: float = 0.0  # fraction of phase-2 batches of unlabelled target-language text (phase 1's),
+    #                                 labelled only by the task teacher's predictions (0: BiStil, source rows only)
     seed: int = 0
     # hardware: where and how the steps run (not part of the run's identity: a run may resume elsewhere)
     device: str = "auto"  # auto | cpu | cuda | mps (auto: CUDA, then MPS, then the CPU)
@@ -95,6 +97,9 @@ class DistillConfig:
             raise EdgelmError(f"--anchor-share is a fraction of each batch, in [0, 1], not {self.anchor_share}")
         if self.source_share is not None and not 0 < self.source_share < 1:
             raise EdgelmError(f"--source-share is a fraction of the steps, in (0, 1), not {self.source_share}")
+        if not 0 <= self.task_target_share < 1:
+            raise EdgelmError(f"--task-target-share is a fraction of phase 2's batches, in [0, 1), "
+                              f"not {self.task_target_share}")
         if not 0 <= self.warmup < 1:
             raise EdgelmError("--warmup is a fraction of the steps, in [0, 1)")
         if self.max_length > 512:
@@ -120,16 +125,16 @@ class DistillConfig:
     # Settings that change the phase-2 result (on top of the phase-1 student).
     def task_identity(self) -> dict:
         d = self.to_dict()
-        return {k: d[k] for k in _TASK_FIELDS}
+        return {k: d[k] for k in _TASK_FIELDS if not (k in _LATER_FIELDS and d[k] == _LATER_FIELDS[k])}
 
 
 _GENERAL_FIELDS = ("teacher", "source", "target", "vocab_threshold", "vocab_min_count", "layers", "layer_reduction", "layer_selection",
                    "steps", "batch_size", "max_length", "lr", "warmup", "weight_decay", "alpha_hidden", "alpha_attn",
                    "alpha_embed", "alpha_parallel", "alpha_contrastive",
                    "contrastive_temperature", "seed", "anchor_share", "source_share")
-# Phase-1 fields added after runs were made: at their default they stay out of the identity, so those
+# Fields added after runs were made: at their default they stay out of the identity, so those
 # runs still resume.
-_LATER_FIELDS = {"anchor_share": 0.0, "source_share": None}
+_LATER_FIELDS = {"anchor_share": 0.0, "source_share": None, "task_target_share": 0.0}
 _TASK_FIELDS = ("task", "teacher_epochs", "teacher_lr", "task_teacher", "full_epochs", "sparse_epochs", "task_lr",
                 "task_batch_size", "density", "nnz", "temperature", "alpha_kd", "alpha_gold", "alpha_task_hidden",
-                "alpha_task_attn", "seed")
+                "alpha_task_attn", "task_target_share", "seed")

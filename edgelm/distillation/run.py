@@ -222,6 +222,9 @@ def distill(cfg: DistillConfig, out: Path, *, data_root: Path | None, corpora_pa
                               "--task, or run --phase task without --resume to distil another task from its student")
         if cfg.task_teacher:
             check_task_teacher(Path(cfg.task_teacher), task_data)
+        if cfg.task_target_share and set(cfg.targets) <= set(task_data.languages):
+            raise EdgelmError("--task-target-share adds unlabelled text of target languages without labels; "
+                              f"this task has training rows in {', '.join(cfg.targets)} already")
     check_bitexts(cfg, bitexts)
     texts = training_texts(cfg, data_root, corpora_paths, use_bundled, bitexts)
     corpus_report = {lang: text.scan() for lang, text in texts.items()}
@@ -319,8 +322,9 @@ def distill(cfg: DistillConfig, out: Path, *, data_root: Path | None, corpora_pa
         summary["task_data"] = {"identity": task_data.identity, "setting": task_data.setting,
                                 "trained_on": task_data.languages, "read": task_data.report}
         atomic_write_text(out / RUN_FILE, json.dumps(summary, indent=1))
+        unlabelled = {lang: texts[lang] for lang in cfg.targets if lang not in task_data.languages}
         summary["task"] = train_task(cfg, teacher_path, out, data_root=data_root, resume=resuming, data=task_data,
-                                     hardware=hw)
+                                     hardware=hw, target_text=unlabelled if cfg.task_target_share else None)
     summary["wall_seconds"] = round(time.perf_counter() - started, 1)
     atomic_write_text(out / RUN_FILE, json.dumps(summary, indent=1))
     return summary

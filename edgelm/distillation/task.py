@@ -8,7 +8,9 @@ tagged words — through one loop:
 2. The student (phase-1 body + a new head: a sentence classifier or a word tagger) learns from it:
    logit KD at temperature T (per sentence, or per word at its first sub-word) plus the hidden /
    attention terms, gold labels optional. LT-SFT: train everything, keep the K body parameters that
-   moved most, reset, retrain only those (the head stays dense).
+   moved most, reset, retrain only those (the head stays dense). With `--task-target-share` a share of
+   the batches is unlabelled target-language text, where the teacher's predictions are the targets:
+   a zero-shot student then learns the task in the language it will run in, not only in the source.
 3. Output: `task/` a merged dense task model (for export and eval), `task/task_diff.safetensors`
    the sparse body difference against `general/` (edgelm.kernels.sparse_diff), `task/head.safetensors`.
 Checkpoints after every epoch: a kill loses at most one epoch.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +37,7 @@ from edgelm.distillation.lt_sft import mask_gradients, select_mask
 from edgelm.distillation.state import load_checkpoint, save_checkpoint
 from edgelm.distillation.student import layer_map
 from edgelm.distillation.targets import TeacherTargets
-from edgelm.distillation.task_data import PhaseTwoData, phase_two_data
+from edgelm.distillation.task_data import PhaseTwoData, phase_two_data, unlabelled_rows
 from edgelm.errors import EdgelmError
 from edgelm.kernels.sparse_diff import SparseDiff
 from edgelm.progress import notice, progress_bar
@@ -48,6 +51,21 @@ HEAD = {"sentence": "sequence", "tagging": "token"}
 def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
     perm = np.random.default_rng([seed, 7, epoch]).permutation(n)
     return [perm[i : i + batch_size] for i in range(0, n, batch_size)]
+
+
+def epoch_plan(n_rows: int, batch_size: int, seed: int, epoch: int, n_extra_rows: int = 0,
+               extra_batches: int = 0) -> list[tuple[str, np.ndarray]]:
+    """One epoch's batches, a pure function of seed and epoch (so a resumed epoch is the same): every
+    labelled row once ("task"), and `extra_batches` batches of the unlabelled pool ("target", cycled
+    in fresh orders) spread through the epoch in a seeded order."""
+    plan = [("task", idx) for idx in _batches(n_rows, batch_size, seed, epoch)]
+    if not extra_batches:
+        return plan
+    rng = np.random.default_rng([seed, 19, epoch])
+    need = extra_batches * batch_size
+    order = np.concatenate([rng.permutation(n_extra_rows) for _ in range(-(-need // n_extra_rows))])[:need]
+    merged = plan + [("target", order[i : i + batch_size]) for i in range(0, need, batch_size)]
+    return [merged[i] for i in rng.permutation(len(merged))]
 
 
 def _load_head(path: Path, data: PhaseTwoData, seed: int):
@@ -136,8 +154,12 @@ def _to(device, inputs: dict, targets: torch.Tensor) -> tuple[dict, torch.Tensor
 
 
 def train_task(cfg: DistillConfig, teacher_path: Path, out: Path, *, data_root: Path | None, resume: bool,
-               data: PhaseTwoData | None = None, hardware: Hardware | None = None) -> dict:
-    """Phase 2 into `out/task` (one process, on `hardware`'s device and precision); returns its summary."""
+               data: PhaseTwoData | None = None, hardware: Hardware | None = None,
+               target_text: Mapping[str, Iterable[str]] | None = None) -> dict:
+    """Phase 2 into `out/task` (one process, on `hardware`'s device and precision); returns its summary.
+
+    `target_text`: unlabelled text of the target languages; with `cfg.task_target_share` > 0 that
+    fraction of the batches comes from it, the task teacher's predictions its only targets."""
     from edgelm.checkpoint import EmbeddingRecipe, load_tokenizer
 
     hw = hardware or Hardware.resolve("cpu")
@@ -150,6 +172,11 @@ def train_task(cfg: DistillConfig, teacher_path: Path, out: Path, *, data_root: 
     prefix = EmbeddingRecipe.from_config(student.config, cfg.teacher).prefix
     lmap = layer_map(teacher.config.num_hidden_layers, student.config.num_hidden_layers)
     train, dev = data.train, data.dev
+    unlabelled = unlabelled_rows(data, target_text, len(train), cfg.seed) if target_text and cfg.task_target_share \
+        else []
+    per_epoch = -(-len(train) // cfg.task_batch_size)
+    extra = round(per_epoch * cfg.task_target_share / (1 - cfg.task_target_share)) if unlabelled else 0
+    steps_per_epoch = per_epoch + extra
     initial = {k: v.clone() for k, v in student.state_dict().items()}
     params = dict(student.named_parameters())
     body = [n for n in params if n.startswith(BODY_PREFIX) and not n.startswith(BODY_PREFIX + "pooler")]
@@ -180,12 +207,12 @@ def train_task(cfg: DistillConfig, teacher_path: Path, out: Path, *, data_root: 
                              cache=cfg.teacher_cache, logits=True)
     epochs_left = sum(e for _, e in stages[state["stage"]:]) - state["epoch"]
     if cfg.teacher_cache and epochs_left > 1:
-        lengths = [int(n) for i in range(0, len(train), 256) for n in
-                   data.batch(tokenizer, train[i : i + 256], prefix, cfg.max_length)[0]["attention_mask"].sum(1)]
+        lengths = [int(n) for rows in (train, unlabelled) for i in range(0, len(rows), 256) for n in
+                   data.batch(tokenizer, rows[i : i + 256], prefix, cfg.max_length)[0]["attention_mask"].sum(1)]
         targets.check_fits(lengths, notice)
     started = time.perf_counter()
-    total = sum(e for _, e in stages) * -(-len(train) // cfg.task_batch_size)
-    done_steps = (sum(e for _, e in stages[: state["stage"]]) + state["epoch"]) * -(-len(train) // cfg.task_batch_size)
+    total = sum(e for _, e in stages) * steps_per_epoch
+    done_steps = (sum(e for _, e in stages[: state["stage"]]) + state["epoch"]) * steps_per_epoch
     with progress_bar("phase 2 (task, LT-SFT)", total, "step") as advance, open(log_path, "a", newline="") as log_fh:
         writer = csv.writer(log_fh)
         advance(done_steps)
@@ -193,9 +220,11 @@ def train_task(cfg: DistillConfig, teacher_path: Path, out: Path, *, data_root: 
             stage, epochs = stages[state["stage"]]
             while state["epoch"] < epochs:
                 student.train()
-                for idx in _batches(len(train), cfg.task_batch_size, cfg.seed, 1000 * state["stage"] + state["epoch"]):
-                    b, y = _to(hw.device, *data.batch(tokenizer, [train[i] for i in idx], prefix, cfg.max_length))
-                    t = targets("task", idx, b["input_ids"], b["attention_mask"])
+                for origin, idx in epoch_plan(len(train), cfg.task_batch_size, cfg.seed,
+                                              1000 * state["stage"] + state["epoch"], len(unlabelled), extra):
+                    rows = train if origin == "task" else unlabelled
+                    b, y = _to(hw.device, *data.batch(tokenizer, [rows[i] for i in idx], prefix, cfg.max_length))
+                    t = targets(origin, idx, b["input_ids"], b["attention_mask"])
                     with hw.precision.autocast():
                         s_out = student(**b, output_hidden_states=True, output_attentions=bool(cfg.alpha_task_attn))
                     s_logits, gold = data.pick(s_out.logits.float(), y)
@@ -206,7 +235,7 @@ def train_task(cfg: DistillConfig, teacher_path: Path, out: Path, *, data_root: 
                     if cfg.alpha_task_attn:
                         loss = loss + cfg.alpha_task_attn * attention_mse(s_out.attentions, t.attentions, lmap,
                                                                           b["attention_mask"])
-                    if cfg.alpha_gold:
+                    if cfg.alpha_gold and origin == "task":  # unlabelled rows have no gold label
                         loss = loss + cfg.alpha_gold * F.cross_entropy(s_logits, gold)
                     opt.zero_grad(set_to_none=True)
                     scaler.scale(loss).backward()
@@ -261,6 +290,9 @@ def train_task(cfg: DistillConfig, teacher_path: Path, out: Path, *, data_root: 
             "data": {"task": data.identity.get("name"), "kind": data.kind, "scheme": data.scheme,
                      "labels": data.labels, "setting": data.setting, "trained_on": data.languages,
                      "train_rows": len(train), "dev_rows": len(dev), "dev": data.dev_note or "dev split"}}
+    if unlabelled:
+        summary["target_text"] = {"languages": list(target_text), "rows": len(unlabelled), "share": cfg.task_target_share,
+                                  "batches_per_epoch": extra}
     if cfg.teacher_cache:  # this process's counts (a resumed run starts its cache again)
         summary["teacher_cache"] = {"sentences_cached": len(targets.store), "teacher_passes": targets.computed,
                                     "reused": targets.reused}

@@ -10,6 +10,7 @@ so one training loop serves both kinds.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 from edgelm.checkpoint import encode_texts, encode_words
-from edgelm.data.tasks import Sentence, Task, load_task
+from edgelm.data.tasks import Sentence, Tagged, Task, load_task
 from edgelm.errors import EdgelmError
 
 IGNORE = -100  # targets of tokens that are not a word's first sub-word
@@ -102,6 +103,30 @@ def _sib200(cfg, data_root: Path | None) -> PhaseTwoData:
             for split in ("train", "dev")}
     return PhaseTwoData("sentence", "label", labels, rows["train"], rows["dev"], "zero-shot", [cfg.source],
                         {"name": "sib200", "kind": "sentence", "labels": labels})
+
+
+def unlabelled_rows(data: PhaseTwoData, texts: Mapping[str, Iterable[str]], n: int, seed: int) -> list:
+    """Up to `n` sentences of unlabelled text (split evenly over its languages, a seeded uniform sample of
+    each stream) as rows of the task's kind, their label or tags a placeholder: the task teacher's
+    predictions are their only targets (`--task-target-share`)."""
+    from edgelm.words import split_words
+
+    rows = []
+    for k, (lang, text) in enumerate(texts.items()):
+        want = max(1, n // len(texts))
+        rng = np.random.default_rng([seed, 17, k])
+        sample: list[str] = []
+        for i, line in enumerate(text):  # reservoir sampling: one pass, `want` lines in memory
+            if len(sample) < want:
+                sample.append(line)
+            elif (j := int(rng.integers(0, i + 1))) < want:
+                sample[j] = line
+        for line in sample:
+            if data.kind == "sentence":
+                rows.append(Sentence(line, data.labels[0]))
+            elif words := tuple(w for w, _, _ in split_words(line)):
+                rows.append(Tagged(words, (data.labels[0],) * len(words)))
+    return rows
 
 
 def phase_two_data(cfg, data_root: Path | None) -> PhaseTwoData:
