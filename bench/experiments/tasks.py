@@ -2,6 +2,7 @@
 
     python -m edgelm.benchmarks.experiments.tasks [--rows ner:hau_Latn,pos:hin_Deva] [--steps 600]
         [--teacher-epochs 4] [--teacher-lr 1e-4] [--train-rows 4000] [--limit N] [--out runs/bench-tasks]
+        [--task-target-share P]
 
 Rows (default: all twelve): POS (eng -> hin, amh, yor; word accuracy), NER (eng -> swh, hau, yor, amh;
 entity F1), NollySenti (eng -> hau, yor; accuracy), all zero-shot from English labels, and AfriSenti
@@ -17,6 +18,11 @@ stopped, row by row. `--train-rows N` (default 4000) trains teachers and student
 spaced training sentences (the budget on two cores: UD English has 12,544, AfriSenti Hausa 14,172); dev and
 test stay whole. `--limit N` cuts every split to N sentences (a smoke run; say so when reporting).
 Results: `results/ROW.json` per row, `results.json` and `results.md` in --out.
+
+`--task-target-share P` runs the zero-shot rows again with phase 2's `--task-target-share P` (unlabelled
+target-language text, the task teacher's predictions its targets) in the same --out, on the same
+phase-1 students and task teachers: rows `TASK-LANG+targetP`, tables `results-tasks-target.*` and
+`bench/results/tasks-target.json`. In-language rows have no such variant and are skipped.
 """
 
 from __future__ import annotations
@@ -119,9 +125,13 @@ def _phase_one_args(args) -> list[str]:
     return ["--layers", str(args.layers), "--steps", str(args.steps), "--batch-size", str(args.batch_size)]
 
 
+def row_name(task: str, lang: str, args) -> str:
+    return f"{task}-{lang}" + (f"+target{args.task_target_share:g}" if args.task_target_share else "")
+
+
 def phase_two(task: str, lang: str, args, data: Path, student: Path, out: Path, teachers: dict) -> Path:
     """The row's run folder: a copy of the target's student, phase 2 on the task."""
-    row = out / "rows" / f"{task}-{lang}"
+    row = out / "rows" / row_name(task, lang, args)
     if (row / "task" / "model.safetensors").is_file():
         return row
     if not (row / "run.json").is_file():
@@ -136,8 +146,10 @@ def phase_two(task: str, lang: str, args, data: Path, student: Path, out: Path, 
            "--teacher-lr", str(args.teacher_lr),
            "--full-epochs", str(args.full_epochs), "--sparse-epochs", str(args.sparse_epochs)]
     cmd += _corpus_args(lang, Path(args.data_root))  # the same text as phase 1: the vocabulary must not change
+    if args.task_target_share:
+        cmd += ["--task-target-share", str(args.task_target_share)]
     shared = teachers.get(task) if TASKS[task][2] == "zero-shot" else None
-    if shared is not None:
+    if shared is not None and Path(shared) != row / "task_teacher":  # (the row that trained it finds it itself)
         cmd += ["--task-teacher", str(shared)]
     if (row / "checkpoints" / "task" / "state.json").is_file():
         cmd.append("--resume")
@@ -158,7 +170,7 @@ def score_row(task: str, lang: str, data: Path, row: Path, teacher: Path, out: P
     """Teacher, student and int8 bundle on the row's test split; sizes, latency and training time."""
     from edgelm.api import bench, evaluate, export
 
-    bundle = out / "bundles" / f"{task}-{lang}-tflite-int8"
+    bundle = out / "bundles" / f"{row_name(task, lang, args)}-tflite-int8"
     if not (bundle / "manifest.json").is_file():
         export(row / "task", bundle, target="tflite", quantize="int8", overwrite=True)
     scores, models = {}, {"teacher": teacher, "student": row / "task", "student int8 bundle": bundle}
@@ -178,7 +190,9 @@ def score_row(task: str, lang: str, data: Path, row: Path, teacher: Path, out: P
     student_run = json.loads((out / "students" / lang / "run.json").read_text())
     teacher_info = run["task"]["task_teacher"]
     bundle_mb = json.loads((bundle / "manifest.json").read_text())["sizes"]["file_bytes"] / 2**20
-    return {"task": task, "language": lang, "setting": run["task_data"]["setting"], "scores": scores,
+    setting = run["task_data"]["setting"] + (f" + {args.task_target_share:g} target text" if args.task_target_share
+                                             else "")
+    return {"task": task, "language": lang, "setting": setting, "scores": scores,
             "sizes_mb": {"teacher": _mb(teacher), "student": _mb(row / "task"), "student int8 bundle": bundle_mb},
             "latency_p50_ms_32_tokens": {"teacher": p50[str(teacher)], "student": p50[str(row / "task")],
                                          "student int8 bundle": p50[str(bundle)]},
@@ -247,6 +261,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--limit", type=int, default=None, help="cut every split to N sentences (smoke runs)")
     ap.add_argument("--train-rows", type=int, default=4000,
                     help="cut training splits to N evenly spaced sentences (0: all); dev and test stay whole")
+    ap.add_argument("--task-target-share", type=float, default=0.0,
+                    help="phase 2's --task-target-share for the zero-shot rows (a second table; same students)")
     ap.add_argument("--data", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("runs") / "bench-tasks")
     args = ap.parse_args(argv)
@@ -256,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     root = data_root(args.data)
     args.data_root = str(root)
     out = args.out
-    settings = {k: getattr(args, k) for k in SETTINGS}
+    settings = {k: getattr(args, k) for k in SETTINGS}  # (the target share is per row: rows of both share the rest)
     recorded = out / "settings.json"
     if recorded.is_file() and json.loads(recorded.read_text()) != settings:
         print(f"error: {out} holds a task benchmark run with other settings ({recorded}); pass another --out",
@@ -267,11 +283,17 @@ def main(argv: list[str] | None = None) -> None:
     teachers: dict[str, Path] = {}
     results = []
     rows = rows_from(args.rows)
+    if args.task_target_share:
+        rows = [(task, lang) for task, lang in rows if TASKS[task][2] == "zero-shot"]
+    for task, (_, langs, setting) in TASKS.items():  # a zero-shot task's teacher, trained by an earlier row
+        found = [out / "rows" / f"{task}-{lang}" / "task_teacher" for lang in langs]
+        found = [f for f in found if (f / "task_teacher.json").is_file()]
+        if setting == "zero-shot" and found:
+            teachers[task] = found[0]
     for i, (task, lang) in enumerate(rows):
-        cached = out / "results" / f"{task}-{lang}.json"
+        cached = out / "results" / f"{row_name(task, lang, args)}.json"
         if cached.is_file():
             results.append(json.loads(cached.read_text()))
-            teachers.setdefault(task, out / "rows" / f"{task}-{lang}" / "task_teacher")
             continue
         started = time.perf_counter()
         data = task_folder(root, task, out, args.limit, args.train_rows)
@@ -293,8 +315,9 @@ def publish(results: list[dict], pending: list[tuple[str, str]], args, out: Path
     md = render(results, args) if results else "No row finished yet.\n"
     if pending:
         md += "\nRows still to run: " + ", ".join(f"{t}:{l}" for t, l in pending) + "\n"
+    name = "tasks-target" if args.task_target_share else "tasks"
     save_results({"args": {k: str(v) for k, v in vars(args).items()}, "rows": results,
-                  "pending": [f"{t}:{l}" for t, l in pending]}, md, out, "tasks", kind="tasks",
+                  "pending": [f"{t}:{l}" for t, l in pending]}, md, out, name, kind="tasks",
                  publish=not args.limit)
     return md
 
