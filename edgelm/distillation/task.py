@@ -203,10 +203,11 @@ def train_task(cfg: DistillConfig, teacher_path: Path, out: Path, *, data_root: 
         if state["stage"] >= 1:
             masks = {n: m.bool().to(hw.device) for n, m in read_tensors(mask_file, "the LT-SFT mask")[1].items()}
     # Every epoch reads every training row: with the cache the teacher runs once per row, not once per epoch.
-    targets = TeacherTargets(teacher, kept, lmap, attentions=bool(cfg.alpha_task_attn), autocast=hw.precision.autocast,
-                             cache=cfg.teacher_cache, logits=True)
     epochs_left = sum(e for _, e in stages[state["stage"]:]) - state["epoch"]
-    if cfg.teacher_cache and epochs_left > 1:
+    cache = cfg.teacher_cache and epochs_left > 1  # (one epoch left reads each row once: nothing to keep)
+    targets = TeacherTargets(teacher, kept, lmap, attentions=bool(cfg.alpha_task_attn), autocast=hw.precision.autocast,
+                             cache=cache, logits=True)
+    if cache:
         lengths = [int(n) for rows in (train, unlabelled) for i in range(0, len(rows), 256) for n in
                    data.batch(tokenizer, rows[i : i + 256], prefix, cfg.max_length)[0]["attention_mask"].sum(1)]
         targets.check_fits(lengths, notice)
@@ -293,7 +294,7 @@ def train_task(cfg: DistillConfig, teacher_path: Path, out: Path, *, data_root: 
     if unlabelled:
         summary["target_text"] = {"languages": list(target_text), "rows": len(unlabelled), "share": cfg.task_target_share,
                                   "batches_per_epoch": extra}
-    if cfg.teacher_cache:  # this process's counts (a resumed run starts its cache again)
+    if cache:  # this process's counts (a resumed run starts its cache again)
         summary["teacher_cache"] = {"sentences_cached": len(targets.store), "teacher_passes": targets.computed,
                                     "reused": targets.reused}
     return summary
