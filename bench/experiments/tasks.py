@@ -2,7 +2,7 @@
 
     python -m edgelm.benchmarks.experiments.tasks [--rows ner:hau_Latn,pos:hin_Deva] [--steps 600]
         [--teacher-epochs 4] [--teacher-lr 1e-4] [--train-rows 4000] [--limit N] [--out runs/bench-tasks]
-        [--task-target-share P]
+        [--task-target-share P] [--table]
 
 Rows (default: all twelve): POS (eng -> hin, amh, yor; word accuracy), NER (eng -> swh, hau, yor, amh;
 entity F1), NollySenti (eng -> hau, yor; accuracy), all zero-shot from English labels, and AfriSenti
@@ -17,7 +17,8 @@ Every step is a child `edgelm` process or a cached file, so a killed benchmark r
 stopped, row by row. `--train-rows N` (default 4000) trains teachers and students on at most N evenly
 spaced training sentences (the budget on two cores: UD English has 12,544, AfriSenti Hausa 14,172); dev and
 test stay whole. `--limit N` cuts every split to N sentences (a smoke run; say so when reporting).
-Results: `results/ROW.json` per row, `results.json` and `results.md` in --out.
+Results: `results/ROW.json` per row, `results.json` and `results.md` in --out (`--table` writes them
+from the rows finished so far and runs nothing).
 
 `--task-target-share P` runs the zero-shot rows again with phase 2's `--task-target-share P` (unlabelled
 target-language text, the task teacher's predictions its targets) in the same --out, on the same
@@ -223,7 +224,7 @@ def render(results: list[dict], args) -> str:
             f"({f'{st / t:.0%}' if t else '–'}) | {b:.3f} ({(b - st) * 100:+.1f}) | {s['teacher']['parameters'] / 1e6:.1f} / "
             f"{s['student']['parameters'] / 1e6:.1f} | {mb['teacher']:.0f} / {mb['student']:.0f} / "
             f"{mb['student int8 bundle']:.1f} | {ms['teacher']:.1f} / {ms['student']:.1f} / "
-            f"{ms['student int8 bundle']:.1f} ({ms['teacher'] / ms['student']:.1f}×, "
+            f"{ms['student int8 bundle']:.1f} ({ms['teacher'] / ms['student']:.2f}×, "
             f"{ms['teacher'] / ms['student int8 bundle']:.1f}×) | "
             f"{ts['phase1']} / {ts['task_teacher'] if ts['task_teacher'] is not None else 'shared'} / {ts['phase2']} |")
     misses = []
@@ -239,7 +240,7 @@ def render(results: list[dict], args) -> str:
             misses.append(f"{row}: student has more than 1/5 of the teacher's parameters")
         ms = r["latency_p50_ms_32_tokens"]
         if ms["teacher"] / ms["student"] < TARGETS["speed"]:
-            misses.append(f"{row}: torch student {ms['teacher'] / ms['student']:.1f}× the teacher's speed (target ≥ 3×)")
+            misses.append(f"{row}: torch student {ms['teacher'] / ms['student']:.2f}× the teacher's speed (target ≥ 3×)")
     lines += ["", "Targets missed:" if misses else "Every target met.", *[f"- {m}" for m in misses]]
     return "\n".join(lines) + "\n"
 
@@ -263,6 +264,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="cut training splits to N evenly spaced sentences (0: all); dev and test stay whole")
     ap.add_argument("--task-target-share", type=float, default=0.0,
                     help="phase 2's --task-target-share for the zero-shot rows (a second table; same students)")
+    ap.add_argument("--table", action="store_true", help="write the tables from the finished rows; run nothing")
     ap.add_argument("--data", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("runs") / "bench-tasks")
     args = ap.parse_args(argv)
@@ -295,6 +297,8 @@ def main(argv: list[str] | None = None) -> None:
         if cached.is_file():
             results.append(json.loads(cached.read_text()))
             continue
+        if args.table:
+            continue
         started = time.perf_counter()
         data = task_folder(root, task, out, args.limit, args.train_rows)
         student = phase_one(lang, args, root, out)
@@ -305,7 +309,8 @@ def main(argv: list[str] | None = None) -> None:
         cached.write_text(json.dumps(result, indent=1))
         results.append(result)
         publish(results, rows[i + 1 :], args, out)  # after every row: a run stopped midway still leaves its table
-    print(publish(results, [], args, out))
+    done = {(r["task"], r["language"]) for r in results}
+    print(publish(results, [row for row in rows if row not in done], args, out))
 
 
 def publish(results: list[dict], pending: list[tuple[str, str]], args, out: Path) -> str:
