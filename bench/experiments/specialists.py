@@ -72,8 +72,8 @@ def _weights_sha(folder: Path) -> str | None:
 def _same_weights(source: Path, copy: Path) -> bool:
     from edgelm.hashing import sha256_file
 
-    f = copy / "model.safetensors"
-    return _weights_sha(Path(source)) is not None and f.is_file() and sha256_file(f) == _weights_sha(Path(source))
+    f, want = copy / "model.safetensors", _weights_sha(Path(source))
+    return want is not None and f.is_file() and sha256_file(f) == want
 
 
 def general_args(args) -> str:

@@ -288,9 +288,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.task_target_share:
         rows = [(task, lang) for task, lang in rows if TASKS[task][2] == "zero-shot"]
     for task, (_, langs, setting) in TASKS.items():  # a zero-shot task's teacher, trained by an earlier row
-        found = [out / "rows" / f"{task}-{lang}" / "task_teacher" for lang in langs]
+        found = [out / "rows" / f"{task}-{lang}" / "task_teacher" for lang in langs] if setting == "zero-shot" else []
         found = [f for f in found if (f / "task_teacher.json").is_file()]
-        if setting == "zero-shot" and found:
+        if found:
             teachers[task] = found[0]
     for i, (task, lang) in enumerate(rows):
         cached = out / "results" / f"{row_name(task, lang, args)}.json"

@@ -316,8 +316,7 @@ def train_general(cfg: DistillConfig, teacher, student, kept_ids: np.ndarray, co
                "train_seconds": round(elapsed_before + time.perf_counter() - started, 1),
                "hardware": hw.describe()}
     if teacher_cache:
-        summary["teacher_cache"] = {"sentences_cached": len(targets.store), "teacher_passes": targets.computed,
-                                    "reused": targets.reused}
+        summary["teacher_cache"] = targets.counts()
     return summary
 
 

@@ -322,9 +322,10 @@ def distill(cfg: DistillConfig, out: Path, *, data_root: Path | None, corpora_pa
         summary["task_data"] = {"identity": task_data.identity, "setting": task_data.setting,
                                 "trained_on": task_data.languages, "read": task_data.report}
         atomic_write_text(out / RUN_FILE, json.dumps(summary, indent=1))
-        unlabelled = {lang: texts[lang] for lang in cfg.targets if lang not in task_data.languages}
+        unlabelled = ({lang: texts[lang] for lang in cfg.targets if lang not in task_data.languages}
+                      if cfg.task_target_share else None)
         summary["task"] = train_task(cfg, teacher_path, out, data_root=data_root, resume=resuming, data=task_data,
-                                     hardware=hw, target_text=unlabelled if cfg.task_target_share else None)
+                                     hardware=hw, target_text=unlabelled)
     summary["wall_seconds"] = round(time.perf_counter() - started, 1)
     atomic_write_text(out / RUN_FILE, json.dumps(summary, indent=1))
     return summary

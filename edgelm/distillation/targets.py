@@ -56,13 +56,18 @@ class TeacherTargets:
         self.last = teacher.config.num_hidden_layers
         self.hidden_idx = sorted({0, self.last, *[j + 1 for j in layer_map]})
         self.attn_idx = sorted(set(layer_map)) if attentions else []
-        self.store: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor | None]] | None = {} if cache else None
+        # (language, index) -> (hidden states, attentions or None, logits or None)
+        self.store: dict[tuple[str, int], tuple] | None = {} if cache else None
         # with the cache: only these sentence indices of each language are stored (None: all)
         self.keep = None if keep is None else {lang: set(idx.tolist()) for lang, idx in keep.items()}
         self.computed = self.reused = 0
 
+    def counts(self) -> dict:
+        """What the cache did in this process: sentences kept, teacher passes, passes saved."""
+        return {"sentences_cached": len(self.store or {}), "teacher_passes": self.computed, "reused": self.reused}
+
     def bytes_per_sentence(self, length: int) -> int:
-        """float16 bytes the cache keeps for a sentence of `length` tokens."""
+        """Bytes the cache keeps for a sentence of `length` tokens (float16 states, float32 logits)."""
         cfg = self.teacher.config
         labels = 4 * getattr(cfg, "num_labels", 0) * length if self.logits else 0  # (per token: the upper bound)
         return 2 * length * (len(self.hidden_idx) * cfg.hidden_size

@@ -172,8 +172,8 @@ def train_task(cfg: DistillConfig, teacher_path: Path, out: Path, *, data_root: 
     prefix = EmbeddingRecipe.from_config(student.config, cfg.teacher).prefix
     lmap = layer_map(teacher.config.num_hidden_layers, student.config.num_hidden_layers)
     train, dev = data.train, data.dev
-    unlabelled = unlabelled_rows(data, target_text, len(train), cfg.seed) if target_text and cfg.task_target_share \
-        else []
+    mixed = bool(target_text) and cfg.task_target_share > 0
+    unlabelled = unlabelled_rows(data, target_text, len(train), cfg.seed) if mixed else []
     per_epoch = -(-len(train) // cfg.task_batch_size)
     extra = round(per_epoch * cfg.task_target_share / (1 - cfg.task_target_share)) if unlabelled else 0
     steps_per_epoch = per_epoch + extra
@@ -295,6 +295,5 @@ def train_task(cfg: DistillConfig, teacher_path: Path, out: Path, *, data_root: 
         summary["target_text"] = {"languages": list(target_text), "rows": len(unlabelled), "share": cfg.task_target_share,
                                   "batches_per_epoch": extra}
     if cache:  # this process's counts (a resumed run starts its cache again)
-        summary["teacher_cache"] = {"sentences_cached": len(targets.store), "teacher_passes": targets.computed,
-                                    "reused": targets.reused}
+        summary["teacher_cache"] = targets.counts()
     return summary

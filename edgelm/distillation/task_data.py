@@ -111,9 +111,8 @@ def unlabelled_rows(data: PhaseTwoData, texts: Mapping[str, Iterable[str]], n: i
     predictions are their only targets (`--task-target-share`)."""
     from edgelm.words import split_words
 
-    rows = []
+    rows, want = [], max(1, n // len(texts))
     for k, (lang, text) in enumerate(texts.items()):
-        want = max(1, n // len(texts))
         rng = np.random.default_rng([seed, 17, k])
         sample: list[str] = []
         for i, line in enumerate(text):  # reservoir sampling: one pass, `want` lines in memory
