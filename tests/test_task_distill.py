@@ -174,6 +174,15 @@ def test_sentiment_in_language_and_the_setting_is_recorded(cli, tiny_teacher, da
     assert result.code == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["task_data"]["setting"] == "in-language" and summary["task_data"]["trained_on"] == ["swh_Latn"]
+    # the teacher's note says what always answering the training split's majority label scores on dev, and a
+    # teacher no better than that is flagged, on the console too (a constant lr of 1e-4 once made one on AfriSenti)
+    labels = {split: [line.rsplit("\t", 1)[1] for line in (task / "swh_Latn" / f"{split}.tsv").read_text(
+        encoding="utf-8").splitlines()[1:]] for split in ("train", "dev")}
+    top = max(set(labels["train"]), key=labels["train"].count)
+    note = json.loads((out / "task_teacher" / "task_teacher.json").read_text())
+    assert note["majority_baseline"] == {"answer": top, "dev_score": round(labels["dev"].count(top) / 60, 4)}
+    assert note["learnt_nothing"] == (note["dev_accuracy"] <= labels["dev"].count(top) / 60)
+    assert ("warning: the task teacher learnt nothing" in result.stderr) == note["learnt_nothing"]
     model = edgelm.load(out / "task")
     assert sorted(model.labels) == ["negative", "neutral", "positive"]
     report = edgelm.evaluate(out / "task", tasks=str(task), languages="swh_Latn")

@@ -141,8 +141,14 @@ def task_teacher(cfg: DistillConfig, teacher_path: Path, out: Path, data: PhaseT
             if acc > best:
                 best, best_state = acc, {k: v.clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)
+    top, chance = data.baseline()
     info = {"dev_accuracy" if data.kind == "sentence" else "dev_score": best, "dev_metric": data.metric,
-            "history": history, "train_seconds": round(time.perf_counter() - started, 1), "task": data.identity}
+            "history": history, "train_seconds": round(time.perf_counter() - started, 1), "task": data.identity,
+            "majority_baseline": {"answer": top, "dev_score": round(chance, 4)}, "learnt_nothing": best <= chance}
+    if info["learnt_nothing"]:  # its targets would teach the student nothing either: say so, loudly
+        notice(f"warning: the task teacher learnt nothing: its best dev {data.metric} {best:.3f} is what always "
+               f"answering {top!r} scores ({chance:.3f}); try another --teacher-lr (it was {cfg.teacher_lr:g}) or "
+               "more --teacher-epochs")
     save_task_model(model.to("cpu"), tokenizer, folder, notes={"task_teacher.json": info},
                     provenance={"teacher": cfg.teacher, "task": data.identity.get("name"), "source": cfg.source,
                                 "languages": data.languages, "scheme": data.scheme})

@@ -10,6 +10,7 @@ so one training loop serves both kinds.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,19 @@ class PhaseTwoData:
                 if position >= 0:
                     targets[i, position] = index[tag]
         return inputs, targets
+
+    def baseline(self) -> tuple[str, float]:
+        """The label (or tag) most frequent in training and the dev score of always answering it: what a
+        model that learnt nothing reaches (0 entity F1 for BIO, where the most frequent tag is O)."""
+        if self.kind == "sentence":
+            counts = Counter(r.label for r in self.train)
+        else:
+            counts = Counter(tag for r in self.train for tag in r.tags)
+        top = counts.most_common(1)[0][0]
+        if self.scheme == "bio":
+            return top, 0.0
+        dev = [r.label for r in self.dev] if self.kind == "sentence" else [t for r in self.dev for t in r.tags]
+        return top, sum(x == top for x in dev) / max(1, len(dev))
 
     @staticmethod
     def pick(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
