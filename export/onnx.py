@@ -57,7 +57,8 @@ def quantize_onnx(fp32: Path, out: Path, mode: str, calibration: list[tuple[np.n
     quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
     try:
         if mode == "int8":
-            quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8, per_channel=True)
+            # 7-bit weights: without VNNI (AVX2-only x86) full-range u8s8 products can saturate.
+            quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
         elif mode == "int8-static":
             if not calibration:
                 raise EdgelmError("static int8 needs calibration sentences")
