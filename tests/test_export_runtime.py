@@ -270,6 +270,12 @@ def test_bench_json_schema(cli, bundles, tmp_path):
     report = json.loads(result.stdout)
     assert json.loads(out.read_text()) == report
     assert {"cpu", "cores", "os", "python", "versions", "edgelm"} <= set(report["machine"])
+    # The int8 features the kernels dispatch on are named, read from this machine's /proc/cpuinfo.
+    from edgelm.benchmarks.harness import INT8_FEATURES
+
+    flags = next(line.split(":", 1)[1].split() for line in open("/proc/cpuinfo")
+                 if line.lower().startswith(("flags", "features")))
+    assert report["machine"]["cpu_features"] == [f for f in INT8_FEATURES if f in flags]
     assert report["peak_rss_mb"] > 0 and len(report["records"]) == 6
     for rec in report["records"]:
         assert {"target", "runtime", "threads", "seq_len", "batch", "p50_ms", "p90_ms", "p99_ms",

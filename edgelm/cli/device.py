@@ -154,6 +154,7 @@ def bench_command(
 ) -> None:
     """Latency (p50/p90/p99), throughput, memory, size and load time; several targets interleaved."""
     from edgelm.api import bench
+    from edgelm.benchmarks.harness import cpu_label
 
     result = bench(*targets, *(compare or []), runtime=runtime, seq_lens=_ints(seq_len, "seq-len"),
                    batches=_ints(batch, "batch"), threads=threads, runs=runs, warmup=warmup, data=data, memory=memory)
@@ -173,7 +174,7 @@ def bench_command(
             for row, x in zip(rows, r["records"]):
                 row.insert(2, f"{x['mean_experts']:.2f}" if x.get("mean_experts") is not None else "–")
         m = r["machine"]
-        out.print(table(f"{threads} thread(s), {r['runs']} runs; {m['cpu']} ({m['cores']} cores)",
+        out.print(table(f"{threads} thread(s), {r['runs']} runs; {cpu_label(m)} ({m['cores']} cores)",
                         ["target", "runtime", *(["experts"] if routed else []), "seq", "batch", "p50 ms", "p90 ms", "p99 ms", "per s", "vs first", "MB",
                          "peak MB", "load s", "Pi 4 est. ms"], rows))
         out.print(f"Pi 4 est.: an estimate from FLOPs and weight bytes ({r['estimate_profile']}; assumptions in "
