@@ -49,8 +49,10 @@ demo: setup
 	$(BIN)/edgelm bench $(DEMO)/specialists-int8\#dense $(DEMO)/specialists-int8 $(DEMO)/specialists-int8\#swh_Latn --seq-len 32,128 \
 		--out $(DEMO)/bench-route.json
 
+# One pytest worker per core (at most 4), each test file on one worker so its module fixtures are built
+# once; tests/conftest.py splits the cores' threads between the workers.
 test: setup
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadfile
 
 clean-venv:
 	rm -rf $(VENV)

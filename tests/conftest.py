@@ -12,6 +12,13 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["EDGELM_PROGRESS"] = "0"
 
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _workers > 1:
+    # Parallel workers share the cores: split torch's and onnxruntime's threads between them (set before
+    # either is imported) and keep idle onnxruntime threads from spinning on a neighbour's core.
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // _workers))
+    os.environ["EDGELM_ORT_SPINNING"] = "0"
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _private_cache(tmp_path_factory):
