@@ -14,10 +14,21 @@ os.environ["EDGELM_PROGRESS"] = "0"
 
 _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _workers > 1:
-    # Parallel workers share the cores: split torch's and onnxruntime's threads between them (set before
-    # either is imported) and keep idle onnxruntime threads from spinning on a neighbour's core.
+    # Parallel workers share the cores: split torch's threads between them (set before torch is imported)
+    # and keep idle onnxruntime threads from spinning on a neighbour's core.
     os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // _workers))
     os.environ["EDGELM_ORT_SPINNING"] = "0"
+
+# Files whose fixtures and tests take minutes (make test's --durations), longest first: run first, they
+# let parallel workers finish together instead of one running a long file alone at the end.
+HEAVY_FIRST = ("test_export_runtime.py", "test_route_model.py", "test_metrics.py", "test_eval.py",
+               "test_specialists.py", "test_distill_run.py", "test_api.py", "test_distributed.py",
+               "test_task_distill.py", "test_probe.py", "test_serve.py", "test_bitext.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its order
 
 
 @pytest.fixture(scope="session", autouse=True)

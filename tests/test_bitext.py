@@ -95,15 +95,15 @@ def test_bitext_bad_input_on_the_command_line(cli, tiny_teacher, tmp_path, data_
 def test_ntrex_retrieval_with_the_real_teacher(cli, teacher_dir, data_dir, tmp_path):
     import json
 
-    folder = tmp_path / "parallel" / "ntrex"  # the first 400 lines of the real files: the full set takes minutes
+    folder = tmp_path / "parallel" / "ntrex"  # the first 200 lines of the real files: the full set takes minutes
     folder.mkdir(parents=True)
     for lang in ("eng_Latn", "swh_Latn"):
-        lines = (data_dir / "parallel" / "ntrex" / f"{lang}.txt").read_text(encoding="utf-8").splitlines()[:400]
+        lines = (data_dir / "parallel" / "ntrex" / f"{lang}.txt").read_text(encoding="utf-8").splitlines()[:200]
         (folder / f"{lang}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     result = cli("eval", "e5-small", "--task", "ntrex", "--languages", "swh_Latn", "--data", str(tmp_path), "--json")
     assert result.code == 0, result.stderr
     score = json.loads(result.stdout)["ntrex"]["scores"][0]
-    assert score["language"] == "swh_Latn" and score["n"] == 400
-    assert score["accuracy"] > 0.85  # the teacher finds most translations among 400 news sentences
+    assert score["language"] == "swh_Latn" and score["n"] == 200
+    assert score["accuracy"] > 0.85  # the teacher finds most translations among 200 news sentences
     bad = cli("eval", "e5-small", "--task", "ntrex", "--languages", "zho_Hans")
     assert_user_error(bad, "NTREX data", "lacks zho_Hans")

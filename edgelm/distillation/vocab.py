@@ -137,9 +137,11 @@ def trim_vocabulary(tokenizer_json: dict, corpora: Mapping[str, Iterable[str]], 
     kept = np.array(sorted(keep), dtype=np.int64)
     mapping = {int(old): new for new, old in enumerate(kept)}
 
-    new = copy.deepcopy(tokenizer_json)
+    # Everything but the vocabulary, which is rebuilt below (deep-copying its 250k pieces cost seconds).
+    new_model = {key: copy.deepcopy(value) for key, value in model.items() if key != "vocab"}
+    new = {key: new_model if key == "model" else copy.deepcopy(value) for key, value in tokenizer_json.items()}
     if model["type"] == "Unigram":
-        new["model"]["vocab"] = [model["vocab"][i] for i in kept]
+        new["model"]["vocab"] = [list(model["vocab"][i]) for i in kept]
         new["model"]["unk_id"] = mapping[model["unk_id"]] if model.get("unk_id") is not None else None
     else:
         new["model"]["vocab"] = {pieces[i]: mapping[int(i)] for i in kept}
