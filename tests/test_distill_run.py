@@ -76,6 +76,21 @@ def _general_weights(out: Path) -> dict:
     return load_file(out / "general" / "model.safetensors")
 
 
+def _kill_at_first_checkpoint(out: Path, args: list[str], stage: str) -> Path:
+    """Run `edgelm distill --out OUT ARGS` and SIGKILL it as soon as `stage` writes its first checkpoint;
+    return that checkpoint's state.json (the stage's output must not exist yet)."""
+    proc = subprocess.Popen([sys.executable, "-m", "edgelm", "distill", "--out", str(out), *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    state = out / "checkpoints" / stage / "state.json"
+    deadline = time.time() + 300
+    while not state.is_file() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / stage).exists(), f"the run finished {stage} before it could be killed"
+    return state
+
+
 @pytest.mark.parametrize("extra,steps", [([], 120), (["--alpha-contrastive", "0.1"], 40)], ids=["plain", "contrastive"])
 def test_resume_after_a_kill_gives_the_uninterrupted_result(tiny_teacher, tmp_path, extra, steps):
     """Bit for bit; with the contrastive term, whose memory bank a resumed run rebuilds from the steps
@@ -87,15 +102,7 @@ def test_resume_after_a_kill_gives_the_uninterrupted_result(tiny_teacher, tmp_pa
     subprocess.run([sys.executable, "-m", "edgelm", "distill", "--out", str(straight), *args], env=env, check=True,
                    capture_output=True)
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "edgelm", "distill", "--out", str(killed), *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    state = killed / "checkpoints" / "general" / "state.json"
-    deadline = time.time() + 180
-    while not state.is_file() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.01)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (killed / "general").exists(), "the run finished before it could be killed"
+    state = _kill_at_first_checkpoint(killed, args, "general")
     done_before = json.loads(state.read_text())["state"]["step"]
     assert 0 < done_before < steps
     resumed = subprocess.run([sys.executable, "-m", "edgelm", "distill", "--out", str(killed), *args, "--resume"],
@@ -107,6 +114,38 @@ def test_resume_after_a_kill_gives_the_uninterrupted_result(tiny_teacher, tmp_pa
         assert (torch.equal(a[name], b[name]) if not extra else torch.allclose(a[name], b[name], atol=1e-5)), name
     log = [line.split(",")[0] for line in (killed / "general_log.csv").read_text().splitlines()[1:]]
     assert log == [str(s) for s in range(10, steps + 1, 10)]
+
+
+def test_a_task_teacher_killed_after_an_epoch_resumes_to_the_uninterrupted_one(cli, tiny_teacher, data_dir, tmp_path):
+    """The task teacher checkpoints every epoch (with its dropout's RNG): a kill costs at most one epoch,
+    and the resumed teacher is the uninterrupted one, bit for bit. On a small slice of SIB-200 as the
+    user's own sentence task, so that epochs are short."""
+    import csv
+
+    from edgelm.data import load_sib200
+
+    task = tmp_path / "topics" / "eng_Latn"
+    task.mkdir(parents=True)
+    for split, rows in (("train", load_sib200(data_dir, "eng_Latn", "train")[::8]),
+                        ("dev", load_sib200(data_dir, "eng_Latn", "dev")[::4])):
+        with open(task / f"{split}.tsv", "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar="\\")
+            writer.writerow(["text", "label"])
+            writer.writerows((r.text, r.label) for r in rows if "\t" not in r.text)
+    args = ["--teacher", str(tiny_teacher), "--task", str(task.parent), "--steps", "4", "--layers", "2", "--batch-size",
+            "8", "--teacher-epochs", "8", "--full-epochs", "1", "--sparse-epochs", "1"]
+    straight = tmp_path / "straight"
+    assert cli("distill", "--out", str(straight), *args).code == 0
+    killed = tmp_path / "killed"
+    state = _kill_at_first_checkpoint(killed, args, "task_teacher")
+    assert 1 <= json.loads(state.read_text())["state"]["epoch"] < 8
+    resumed = cli("distill", "--out", str(killed), *args, "--resume")
+    assert resumed.code == 0, resumed.stderr
+    a, b = (load_file(run / "task_teacher" / "model.safetensors") for run in (straight, killed))
+    assert a.keys() == b.keys() and all(torch.equal(a[name], b[name]) for name in a)
+    notes = [json.loads((run / "task_teacher" / "task_teacher.json").read_text()) for run in (straight, killed)]
+    assert notes[0]["history"] == notes[1]["history"] and len(notes[0]["history"]) == 8
+    assert not (killed / "checkpoints" / "task_teacher").exists()  # the saved teacher supersedes its training state
 
 
 def test_bad_inputs_get_one_line_and_change_nothing(cli, tiny_teacher, tmp_path):

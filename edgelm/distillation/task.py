@@ -13,13 +13,14 @@ tagged words — through one loop:
    a zero-shot student then learns the task in the language it will run in, not only in the source.
 3. Output: `task/` a merged dense task model (for export and eval), `task/task_diff.safetensors`
    the sparse body difference against `general/` (edgelm.kernels.sparse_diff), `task/head.safetensors`.
-Checkpoints after every epoch: a kill loses at most one epoch.
+Checkpoints after every epoch, the task teacher's and the student's: a kill loses at most one epoch.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import shutil
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -121,10 +122,27 @@ def task_teacher(cfg: DistillConfig, teacher_path: Path, out: Path, data: PhaseT
     train, dev = data.train, data.dev
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.teacher_lr)
     scaler = hw.precision.scaler()
-    best, best_state, history = -1.0, None, []
+    # A checkpoint after every epoch, as in phase 2: fine-tuning a 100 M+ teacher takes tens of minutes on
+    # a CPU, and a kill then costs at most one epoch. Batches are a pure function of seed and epoch.
+    ckpt, best_file = out / "checkpoints" / "task_teacher", out / "checkpoints" / "task_teacher_best.safetensors"
+    score_key = "dev_accuracy" if data.kind == "sentence" else "dev_score"
+    state = {"epoch": 0, "best": -1.0, "history": [], "elapsed_s": 0.0, "identity": cfg.task_identity(),
+             "task": data.identity}
+    best_state = None
+    if resume and (ckpt / "state.json").is_file():
+        saved = json.loads((ckpt / "state.json").read_text())["state"]
+        if saved.get("identity") != cfg.task_identity() or saved.get("task") != data.identity:
+            raise EdgelmError(f"{out} holds a task teacher in training with other settings or for another task; "
+                              f"resume with the same ones or delete {ckpt} to train it again")
+        state = load_checkpoint(ckpt, model, opt)
+        best_state = read_tensors(best_file, "the task teacher's best epoch")[1]
+        _set_rng(state.pop("rng"), hw)
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    steps_per_epoch = -(-len(train) // cfg.task_batch_size)
     started = time.perf_counter()
-    with progress_bar("task teacher", cfg.teacher_epochs * -(-len(train) // cfg.task_batch_size), "step") as advance:
-        for epoch in range(cfg.teacher_epochs):
+    with progress_bar("task teacher", cfg.teacher_epochs * steps_per_epoch, "step") as advance:
+        advance(state["epoch"] * steps_per_epoch)
+        for epoch in range(state["epoch"], cfg.teacher_epochs):
             model.train()
             for idx in _batches(len(train), cfg.task_batch_size, cfg.seed, epoch):
                 b, y = _to(hw.device, *data.batch(tokenizer, [train[i] for i in idx], prefix, cfg.max_length))
@@ -137,13 +155,20 @@ def task_teacher(cfg: DistillConfig, teacher_path: Path, out: Path, data: PhaseT
                 scaler.update()
                 advance(1, info=f"loss {loss.item():.3f}")
             acc = data.score(model, tokenizer, dev, prefix, cfg.max_length)
-            history.append({"epoch": epoch + 1, "dev_accuracy" if data.kind == "sentence" else "dev_score": acc})
-            if acc > best:
-                best, best_state = acc, {k: v.clone() for k, v in model.state_dict().items()}
+            state["history"].append({"epoch": epoch + 1, score_key: acc})
+            if acc > state["best"]:
+                state["best"] = acc
+                best_state = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
+                save_file(best_state, best_file)
+            state["epoch"] = epoch + 1
+            state["elapsed_s"] += time.perf_counter() - started
+            started = time.perf_counter()
+            save_checkpoint(ckpt, model, opt, {**state, "rng": _get_rng(hw)})  # the teacher has dropout
+    best, history = state["best"], state["history"]
     model.load_state_dict(best_state)
     top, chance = data.baseline()
-    info = {"dev_accuracy" if data.kind == "sentence" else "dev_score": best, "dev_metric": data.metric,
-            "history": history, "train_seconds": round(time.perf_counter() - started, 1), "task": data.identity,
+    info = {score_key: best, "dev_metric": data.metric,
+            "history": history, "train_seconds": round(state["elapsed_s"], 1), "task": data.identity,
             "majority_baseline": {"answer": top, "dev_score": round(chance, 4)}, "learnt_nothing": best <= chance}
     if info["learnt_nothing"]:  # its targets would teach the student nothing either: say so, loudly
         notice(f"warning: the task teacher learnt nothing: its best dev {data.metric} {best:.3f} is what always "
@@ -152,7 +177,22 @@ def task_teacher(cfg: DistillConfig, teacher_path: Path, out: Path, data: PhaseT
     save_task_model(model.to("cpu"), tokenizer, folder, notes={"task_teacher.json": info},
                     provenance={"teacher": cfg.teacher, "task": data.identity.get("name"), "source": cfg.source,
                                 "languages": data.languages, "scheme": data.scheme})
+    shutil.rmtree(ckpt, ignore_errors=True)  # the saved teacher supersedes its ~1 GB of training state
+    best_file.unlink(missing_ok=True)
     return model.to(hw.device).eval(), info
+
+
+def _get_rng(hw: Hardware) -> dict:
+    rng = {"cpu": torch.get_rng_state().tolist()}
+    if hw.device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(hw.device).tolist()
+    return rng
+
+
+def _set_rng(rng: dict, hw: Hardware) -> None:
+    torch.set_rng_state(torch.tensor(rng["cpu"], dtype=torch.uint8))
+    if "cuda" in rng and hw.device.type == "cuda":
+        torch.cuda.set_rng_state(torch.tensor(rng["cuda"], dtype=torch.uint8), hw.device)
 
 
 def _to(device, inputs: dict, targets: torch.Tensor) -> tuple[dict, torch.Tensor]:
