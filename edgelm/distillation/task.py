@@ -130,11 +130,7 @@ def task_teacher(cfg: DistillConfig, teacher_path: Path, out: Path, data: PhaseT
              "task": data.identity}
     best_state = None
     if resume and (ckpt / "state.json").is_file():
-        saved = json.loads((ckpt / "state.json").read_text())["state"]
-        if saved.get("identity") != cfg.task_identity() or saved.get("task") != data.identity:
-            raise EdgelmError(f"{out} holds a task teacher in training with other settings or for another task; "
-                              f"resume with the same ones or delete {ckpt} to train it again")
-        state = load_checkpoint(ckpt, model, opt)
+        state = _resume(ckpt, cfg, data, model, opt, "a task teacher in training", "train it again")
         best_state = read_tensors(best_file, "the task teacher's best epoch")[1]
         _set_rng(state.pop("rng"), hw)
     ckpt.parent.mkdir(parents=True, exist_ok=True)
@@ -180,6 +176,17 @@ def task_teacher(cfg: DistillConfig, teacher_path: Path, out: Path, data: PhaseT
     shutil.rmtree(ckpt, ignore_errors=True)  # the saved teacher supersedes its ~1 GB of training state
     best_file.unlink(missing_ok=True)
     return model.to(hw.device).eval(), info
+
+
+def _resume(ckpt: Path, cfg: DistillConfig, data: PhaseTwoData, model: torch.nn.Module,
+            opt: torch.optim.Optimizer, what: str, restart: str) -> dict:
+    """Restore `model` and `opt` from the epoch checkpoint `ckpt` (the task teacher's or phase 2's) and
+    return its state, after checking it was made with these task settings for this task."""
+    saved = json.loads((ckpt / "state.json").read_text())["state"]
+    if saved.get("identity") != cfg.task_identity() or saved.get("task", data.identity) != data.identity:
+        raise EdgelmError(f"{ckpt.parent.parent} holds {what} with other task settings or another task; resume with "
+                          f"the same ones or delete {ckpt} to {restart}")
+    return load_checkpoint(ckpt, model, opt)
 
 
 def _get_rng(hw: Hardware) -> dict:
@@ -241,11 +248,7 @@ def train_task(cfg: DistillConfig, teacher_path: Path, out: Path, *, data_root: 
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.task_lr, weight_decay=0.0)
     scaler = hw.precision.scaler()
     if resume and (ckpt / "state.json").is_file():
-        saved = json.loads((ckpt / "state.json").read_text())["state"]
-        if saved.get("identity") != cfg.task_identity() or saved.get("task", data.identity) != data.identity:
-            raise EdgelmError(f"{out} holds a phase-2 run with other task settings or another task; resume with the "
-                              f"same ones or delete {ckpt} to start phase 2 again")
-        state = load_checkpoint(ckpt, student, opt)
+        state = _resume(ckpt, cfg, data, student, opt, "a phase-2 run", "start phase 2 again")
         if state["stage"] >= 1:
             masks = {n: m.bool().to(hw.device) for n, m in read_tensors(mask_file, "the LT-SFT mask")[1].items()}
     # Every epoch reads every training row: with the cache the teacher runs once per row, not once per epoch.
