@@ -32,8 +32,8 @@ def sib_embeddings(teacher_dir, data_dir):
     teacher = edgelm.load(teacher_dir)
     index = {name: i for i, name in enumerate(sib200_labels(data_dir))}
     out = {}
-    for lang, split in (("eng_Latn", "train"), ("swh_Latn", "test")):
-        rows = load_sib200(data_dir, lang, split)
+    for lang, split, every in (("eng_Latn", "train", 2), ("swh_Latn", "test", 1)):
+        rows = load_sib200(data_dir, lang, split)[::every]  # half the training split: 350 rows, all seven topics
         out[split] = (teacher.embed([r.text for r in rows]), np.array([index[r.label] for r in rows]))
     return out
 
