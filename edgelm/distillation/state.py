@@ -10,10 +10,35 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save, save_file
 
-from edgelm.atomic import atomic_dir
+from edgelm.atomic import atomic_dir, atomic_write_bytes
 from edgelm.tensorfile import read_tensors
+
+
+def cpu_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of `model`'s state dict on the CPU, contiguous: what safetensors writes."""
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Write `tensors` as safetensors through a temporary file and a rename: a kill leaves the old file or the new."""
+    atomic_write_bytes(path, save(tensors))
+
+
+def rng_state(device: torch.device) -> dict:
+    """torch's CPU (and CUDA) random state as JSON, for a checkpoint of a model trained with dropout."""
+    rng = {"cpu": torch.get_rng_state().tolist()}
+    if device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(device).tolist()
+    return rng
+
+
+def restore_rng(rng: dict, device: torch.device) -> None:
+    """Undo `rng_state`: the resumed run draws the dropout masks the uninterrupted one would have."""
+    torch.set_rng_state(torch.tensor(rng["cpu"], dtype=torch.uint8))
+    if "cuda" in rng and device.type == "cuda":
+        torch.cuda.set_rng_state(torch.tensor(rng["cuda"], dtype=torch.uint8), device)
 
 
 def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
@@ -31,8 +56,7 @@ def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim
                 scalars[f"{pid}.{key}"] = value
     try:
         with atomic_dir(folder, replace=True) as tmp:
-            save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-                      tmp / "model.safetensors")
+            save_file(cpu_weights(model), tmp / "model.safetensors")
             save_file(tensors, tmp / "optimizer.safetensors")
             (tmp / "state.json").write_text(json.dumps(
                 {"state": state, "optimizer": {"param_groups": opt["param_groups"], "scalars": scalars}}, indent=1))

@@ -28,14 +28,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 
 from edgelm.checkpoint import head_labels, task_head
 from edgelm.distillation.config import DistillConfig
 from edgelm.distillation.hardware import Hardware
 from edgelm.distillation.losses import attention_mse, hidden_mse, logit_kd
 from edgelm.distillation.lt_sft import mask_gradients, select_mask
-from edgelm.distillation.state import load_checkpoint, save_checkpoint
+from edgelm.distillation.state import (cpu_weights, load_checkpoint, restore_rng, rng_state, save_checkpoint,
+                                       save_tensors)
 from edgelm.distillation.student import layer_map
 from edgelm.distillation.targets import TeacherTargets
 from edgelm.distillation.task_data import PhaseTwoData, phase_two_data, unlabelled_rows
@@ -128,11 +128,9 @@ def task_teacher(cfg: DistillConfig, teacher_path: Path, out: Path, data: PhaseT
     score_key = "dev_accuracy" if data.kind == "sentence" else "dev_score"
     state = {"epoch": 0, "best": -1.0, "history": [], "elapsed_s": 0.0, "identity": cfg.task_identity(),
              "task": data.identity}
-    best_state = None
     if resume and (ckpt / "state.json").is_file():
         state = _resume(ckpt, cfg, data, model, opt, "a task teacher in training", "train it again")
-        best_state = read_tensors(best_file, "the task teacher's best epoch")[1]
-        _set_rng(state.pop("rng"), hw)
+        restore_rng(state.pop("rng"), hw.device)
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     steps_per_epoch = -(-len(train) // cfg.task_batch_size)
     started = time.perf_counter()
@@ -154,14 +152,13 @@ def task_teacher(cfg: DistillConfig, teacher_path: Path, out: Path, data: PhaseT
             state["history"].append({"epoch": epoch + 1, score_key: acc})
             if acc > state["best"]:
                 state["best"] = acc
-                best_state = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
-                save_file(best_state, best_file)
+                save_tensors(cpu_weights(model), best_file)
             state["epoch"] = epoch + 1
             state["elapsed_s"] += time.perf_counter() - started
             started = time.perf_counter()
-            save_checkpoint(ckpt, model, opt, {**state, "rng": _get_rng(hw)})  # the teacher has dropout
+            save_checkpoint(ckpt, model, opt, {**state, "rng": rng_state(hw.device)})  # the teacher has dropout
     best, history = state["best"], state["history"]
-    model.load_state_dict(best_state)
+    model.load_state_dict(read_tensors(best_file, "the task teacher's best epoch")[1])
     top, chance = data.baseline()
     info = {score_key: best, "dev_metric": data.metric,
             "history": history, "train_seconds": round(state["elapsed_s"], 1), "task": data.identity,
@@ -187,19 +184,6 @@ def _resume(ckpt: Path, cfg: DistillConfig, data: PhaseTwoData, model: torch.nn.
         raise EdgelmError(f"{ckpt.parent.parent} holds {what} with other task settings or another task; resume with "
                           f"the same ones or delete {ckpt} to {restart}")
     return load_checkpoint(ckpt, model, opt)
-
-
-def _get_rng(hw: Hardware) -> dict:
-    rng = {"cpu": torch.get_rng_state().tolist()}
-    if hw.device.type == "cuda":
-        rng["cuda"] = torch.cuda.get_rng_state(hw.device).tolist()
-    return rng
-
-
-def _set_rng(rng: dict, hw: Hardware) -> None:
-    torch.set_rng_state(torch.tensor(rng["cpu"], dtype=torch.uint8))
-    if "cuda" in rng and hw.device.type == "cuda":
-        torch.cuda.set_rng_state(torch.tensor(rng["cuda"], dtype=torch.uint8), hw.device)
 
 
 def _to(device, inputs: dict, targets: torch.Tensor) -> tuple[dict, torch.Tensor]:
@@ -301,7 +285,7 @@ def train_task(cfg: DistillConfig, teacher_path: Path, out: Path, *, data_root: 
                 log_fh.flush()
                 if acc > state["best"]:
                     state["best"] = acc
-                    save_file({k: v.detach().cpu().contiguous() for k, v in student.state_dict().items()}, best_file)
+                    save_tensors(cpu_weights(student), best_file)
                 state["elapsed_s"] += time.perf_counter() - started
                 started = time.perf_counter()
                 save_checkpoint(ckpt, student, opt, state)
@@ -309,7 +293,7 @@ def train_task(cfg: DistillConfig, teacher_path: Path, out: Path, *, data_root: 
             student.load_state_dict(read_tensors(best_file, "the best phase-2 epoch")[1])
             if stage == "full":
                 masks = select_mask({n: initial[n] for n in body}, {n: params[n] for n in body}, k)
-                save_file({n: m.to(torch.uint8).cpu() for n, m in masks.items()}, mask_file)
+                save_tensors({n: m.to(torch.uint8).cpu().contiguous() for n, m in masks.items()}, mask_file)
                 student.load_state_dict(initial)  # reset everything, the head back to its initial values
                 opt = torch.optim.AdamW(student.parameters(), lr=cfg.task_lr, weight_decay=0.0)
             state["stage"] += 1
